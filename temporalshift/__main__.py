@@ -1,0 +1,5 @@
+"""``python -m temporalshift`` is the ``tsm`` command."""
+
+from temporalshift.cli import run
+
+run()

@@ -1,0 +1,79 @@
+"""Reading checkpoint files safely and loading them strictly, with errors a user can act on.
+
+Every ``torch.load`` here uses ``weights_only=True``: a file that needs more than tensors and
+plain containers to unpickle is refused, never executed. Foreign layouts (the authors'
+repository, mmaction2, PaddleVideo) are converted onto ours before the strict load.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+# Top-level keys under which the ecosystems nest their weights.
+_NESTED_KEYS: tuple[str, ...] = ("state_dict", "model", "model_state_dict")
+
+
+def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Unpickle a checkpoint file with ``weights_only=True`` (tensors and containers only)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ValueError(
+            f"refusing to load {path}: it needs more than tensors to unpickle, and untrusted "
+            f"pickles are never executed ({first})"
+        ) from None
+    except (RuntimeError, EOFError) as exc:
+        raise ValueError(f"{path} is not a readable PyTorch checkpoint ({exc})") from None
+    if not isinstance(obj, Mapping):
+        raise ValueError(f"{path} holds a {type(obj).__name__}, not a dict of weights")
+    return dict(obj)
+
+
+def extract_state_dict(obj: Mapping[str, Any]) -> dict[str, Tensor]:
+    """The tensor dict of a checkpoint, unwrapping ``{'state_dict': ...}``-style nesting."""
+    for key in _NESTED_KEYS:
+        inner = obj.get(key)
+        if isinstance(inner, Mapping) and inner and all(isinstance(v, Tensor) for v in inner.values()):
+            return dict(inner)
+    tensors = {k: v for k, v in obj.items() if isinstance(v, Tensor)}
+    if not tensors:
+        raise ValueError(f"no weights found in the checkpoint (top-level keys: {sorted(obj)[:8]})")
+    return tensors
+
+
+def _sample(keys: list[str], limit: int = 5) -> str:
+    more = f" (+{len(keys) - limit} more)" if len(keys) > limit else ""
+    return ", ".join(keys[:limit]) + more
+
+
+def load_weights(model: nn.Module, state_dict: Mapping[str, Tensor], source: str = "checkpoint") -> None:
+    """Load ``state_dict`` strictly; on any mismatch raise one message naming the keys."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in own]
+    shapes = [
+        f"{k} {tuple(state_dict[k].shape)} vs {tuple(v.shape)}"
+        for k, v in own.items()
+        if k in state_dict and tuple(state_dict[k].shape) != tuple(v.shape)
+    ]
+    if missing or unexpected or shapes:
+        parts = []
+        if missing:
+            parts.append(f"missing {len(missing)} keys: {_sample(missing)}")
+        if unexpected:
+            parts.append(f"unexpected {len(unexpected)} keys: {_sample(unexpected)}")
+        if shapes:
+            parts.append(f"wrong shape for {len(shapes)} keys (file vs model): {_sample(shapes)}")
+        raise ValueError(f"{source} does not fit the model: " + "; ".join(parts))
+    model.load_state_dict(state_dict, strict=True)

@@ -1,0 +1,122 @@
+"""The recognizer: a 2D backbone with shifts, a classifier, and average consensus over time.
+
+``(N, T, 3, H, W)`` clips are folded into ``N*T`` frames for the backbone; every frame's pooled
+feature is classified and the ``T`` frame scores of a clip are averaged (TSN's "average
+consensus", which TSM keeps). TSN is the same recognizer over a backbone with shifts off.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from temporalshift.models.backbones.non_local import NonLocalBlock
+from temporalshift.ops.shift import TemporalShift
+
+_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+
+
+class ClsHead(nn.Module):
+    """Spatial average pool -> dropout -> linear classifier, per frame.
+
+    The classifier starts at N(0, ``init_std``) weights and zero bias (0.001 in the published
+    TSM recipes), so a new head barely perturbs a pretrained backbone.
+    """
+
+    def __init__(self, in_channels: int, num_classes: int, dropout: float = 0.5, init_std: float = 0.001):
+        super().__init__()
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.dropout = nn.Dropout(p=dropout) if dropout > 0 else nn.Identity()
+        self.fc = nn.Linear(in_channels, num_classes)
+        self.init_std = init_std
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        nn.init.normal_(self.fc.weight, mean=0.0, std=self.init_std)
+        nn.init.zeros_(self.fc.bias)
+
+    def forward(self, features: Tensor, num_clips: int) -> Tensor:
+        x = self.pool(features).flatten(1)
+        scores = self.fc(self.dropout(x))
+        return scores.view(num_clips, -1, scores.shape[-1]).mean(dim=1)
+
+
+class Recognizer(nn.Module):
+    """Clip classifier: ``(N, T, 3, H, W)`` normalized frames -> ``(N, num_classes)`` logits.
+
+    Args:
+        backbone: a module mapping ``(N*T, 3, H, W)`` to ``(N*T', C, h, w)`` with ``out_channels``.
+        num_classes: classifier outputs.
+        num_segments: T, the frames per clip the model was configured (and trained) for.
+        dropout: dropout before the classifier.
+        init_std: std of the classifier's initial weights.
+        partial_bn: in training mode, freeze every BatchNorm but the first (statistics and affine),
+            the TSN/TSM recipe for fine-tuning on small datasets.
+
+    >>> import torch
+    >>> from temporalshift.models.backbones.resnet import ResNet
+    >>> model = Recognizer(ResNet(18, num_segments=4), num_classes=5, num_segments=4)
+    >>> model(torch.zeros(2, 4, 3, 64, 64)).shape
+    torch.Size([2, 5])
+    """
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        num_classes: int,
+        num_segments: int,
+        dropout: float = 0.5,
+        init_std: float = 0.001,
+        partial_bn: bool = False,
+    ) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.head = ClsHead(backbone.out_channels, num_classes, dropout, init_std)
+        self.num_classes = num_classes
+        self.num_segments = num_segments
+        self.partial_bn = partial_bn
+        # Shifts, non-local blocks and temporal pooling tie the model to clips of T frames.
+        self.temporal = any(
+            isinstance(m, (TemporalShift, NonLocalBlock)) for m in backbone.modules()
+        ) or bool(getattr(backbone, "temporal_pool", False))
+
+    def forward(self, clip: Tensor) -> Tensor:
+        if clip.dim() != 5:
+            raise ValueError(
+                f"expected a clip batch (N, T, C, H, W), got a tensor of shape {tuple(clip.shape)}"
+            )
+        if self.temporal and clip.shape[1] != self.num_segments:
+            raise ValueError(
+                f"this model models time over clips of {self.num_segments} frames, "
+                f"got clips of {clip.shape[1]}; sample {self.num_segments} frames per clip"
+            )
+        features = self.backbone(clip.flatten(0, 1))
+        return self.head(features, clip.shape[0])
+
+    def train(self, mode: bool = True) -> Recognizer:
+        super().train(mode)
+        if mode and self.partial_bn:
+            norms = [m for m in self.backbone.modules() if isinstance(m, _NORMS)]
+            for m in norms[1:]:
+                m.eval()
+                for p in m.parameters():
+                    p.requires_grad_(False)
+        return self
+
+    def set_partial_bn(self, enabled: bool) -> None:
+        """Switch partial BN on or off; turning it off makes every BN trainable again."""
+        self.partial_bn = enabled
+        if not enabled:
+            for m in self.backbone.modules():
+                if isinstance(m, _NORMS):
+                    for p in m.parameters():
+                        p.requires_grad_(True)
+        self.train(self.training)
+
+    @torch.no_grad()
+    def reparameterize(self) -> Recognizer:
+        """Fuse train-time branches of the backbone (MobileOne) for inference; a no-op otherwise."""
+        fuse = getattr(self.backbone, "reparameterize", None)
+        if fuse is not None:
+            fuse()
+        return self

@@ -1,0 +1,207 @@
+"""The temporal shift operator (Lin, Gan & Han, ICCV 2019).
+
+A 2D backbone sees a clip as a batch of frames ``(N*T, C, H, W)``. The shift views it as
+``(N, T, C, H, W)`` and moves a few channels one step along T, so neighbouring frames exchange
+information at zero FLOPs and zero parameters:
+
+* ``"bidirectional"`` (the paper's default): channels ``[0, fold)`` take the value of the **next**
+  frame (t+1 -> t, "shift left"), channels ``[fold, 2*fold)`` the value of the **previous** frame
+  (t-1 -> t, "shift right"); the remaining channels stay. This is the authors' and mmaction2's layout.
+* ``"left"``: only channels ``[0, fold)`` take frame t+1.
+* ``"right"``: only channels ``[0, fold)`` take frame t-1 (past -> present). This is the online,
+  uni-directional TSM: the authors' online MobileNetV2 caches exactly these first ``fold`` channels.
+
+``fold = C // shift_div``. Vacated border frames are zero (``"zero"``) or wrap around
+(``"circulant"``).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+Direction = Literal["bidirectional", "left", "right"]
+Padding = Literal["zero", "circulant"]
+DIRECTIONS: tuple[str, ...] = ("bidirectional", "left", "right")
+PADDINGS: tuple[str, ...] = ("zero", "circulant")
+# A shift step per channel group: (first channel, last channel, step) with step +1 meaning
+# "take the value of frame t+1" and -1 "take the value of frame t-1".
+_Group = tuple[int, int, int]
+
+
+def _groups(channels: int, shift_div: int, direction: str) -> list[_Group]:
+    fold = channels // shift_div
+    if direction == "bidirectional":
+        return [(0, fold, +1), (fold, 2 * fold, -1)]
+    if direction == "left":
+        return [(0, fold, +1)]
+    return [(0, fold, -1)]
+
+
+def _check(x: Tensor, num_segments: int, shift_div: int, direction: str, padding: str) -> None:
+    if direction not in DIRECTIONS:
+        raise ValueError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
+    if padding not in PADDINGS:
+        raise ValueError(f"padding must be one of {PADDINGS}, got {padding!r}")
+    if num_segments < 1:
+        raise ValueError(f"num_segments must be >= 1, got {num_segments}")
+    min_div = 2 if direction == "bidirectional" else 1
+    if shift_div < min_div:
+        raise ValueError(f"shift_div must be >= {min_div} for a {direction} shift, got {shift_div}")
+    if x.dim() < 2:
+        raise ValueError(f"temporal_shift expects (N*T, C, ...), got a tensor of shape {tuple(x.shape)}")
+    if x.shape[0] % num_segments != 0:
+        raise ValueError(
+            f"the batch of {x.shape[0]} frames is not a multiple of num_segments={num_segments}; "
+            "feed whole clips of num_segments frames"
+        )
+    if x.shape[1] < shift_div:
+        raise ValueError(
+            f"{x.shape[1]} channels cannot be shifted with shift_div={shift_div} (fold would be 0)"
+        )
+
+
+def _shift_copy(x5: Tensor, groups: list[_Group], padding: str) -> Tensor:
+    """Out-of-place shift of ``(N, T, C, ...)`` written with slicing and ``cat`` only.
+
+    Standard operators only, so ONNX and TorchScript export it without a custom op.
+    """
+    parts: list[Tensor] = []
+    start = 0
+    for lo, hi, step in groups:
+        if lo > start:
+            parts.append(x5[:, :, start:lo])
+        g = x5[:, :, lo:hi]
+        if padding == "circulant":
+            # roll by -1 puts frame t+1 at t; by +1 puts frame t-1 at t.
+            parts.append(torch.roll(g, shifts=-step, dims=1))
+        elif step > 0:
+            parts.append(torch.cat([g[:, 1:], torch.zeros_like(g[:, :1])], dim=1))
+        else:
+            parts.append(torch.cat([torch.zeros_like(g[:, :1]), g[:, :-1]], dim=1))
+        start = hi
+    if start < x5.shape[2]:
+        parts.append(x5[:, :, start:])
+    return torch.cat(parts, dim=2)
+
+
+def _shift_inplace_(x5: Tensor, groups: list[_Group], padding: str) -> None:
+    """Shift ``(N, T, C, ...)`` in place; the only temporary is one group's ``T-1`` frames."""
+    num_t = x5.shape[1]
+    for lo, hi, step in groups:
+        g = x5[:, :, lo:hi]
+        if num_t == 1:
+            if padding == "zero":
+                g.zero_()
+            continue
+        if step > 0:  # out[t] = in[t+1]
+            wrapped = g[:, :1].clone() if padding == "circulant" else None
+            g[:, :-1].copy_(g[:, 1:].clone())
+            g[:, -1:].copy_(wrapped) if wrapped is not None else g[:, -1:].zero_()
+        else:  # out[t] = in[t-1]
+            wrapped = g[:, -1:].clone() if padding == "circulant" else None
+            g[:, 1:].copy_(g[:, :-1].clone())
+            g[:, :1].copy_(wrapped) if wrapped is not None else g[:, :1].zero_()
+
+
+def _reverse(groups: list[_Group]) -> list[_Group]:
+    """The adjoint of a shift is the shift the other way (with the same padding)."""
+    return [(lo, hi, -step) for lo, hi, step in groups]
+
+
+def _as_clips(x: Tensor, num_segments: int) -> Tensor:
+    return x.view(x.shape[0] // num_segments, num_segments, *x.shape[1:])
+
+
+class _InplaceShift(torch.autograd.Function):
+    """In-place shift whose backward is the reverse shift of the incoming gradient.
+
+    Forward writes into its input (marked dirty so autograd refuses uses that would need the
+    old values) and allocates only one channel group's frames, never a full-size copy.
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor, num_segments: int, groups: list, padding: str) -> Tensor:  # type: ignore[override]
+        ctx.num_segments, ctx.groups, ctx.padding = num_segments, groups, padding
+        _shift_inplace_(_as_clips(x, num_segments), groups, padding)
+        ctx.mark_dirty(x)
+        return x
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):  # type: ignore[override]
+        # The incoming gradient may be a tensor the caller still owns: shift a copy.
+        grad_in = _shift_copy(_as_clips(grad, ctx.num_segments), _reverse(ctx.groups), ctx.padding)
+        return grad_in.view_as(grad), None, None, None
+
+
+def temporal_shift(
+    x: Tensor,
+    num_segments: int,
+    shift_div: int = 8,
+    direction: Direction = "bidirectional",
+    padding: Padding = "zero",
+    inplace: bool = False,
+) -> Tensor:
+    """Shift a fraction of the channels of ``(N*T, C, ...)`` frames along time.
+
+    Args:
+        x: frames of whole clips, ``(N*T, C, ...)``, clip-major (frame t of clip n at ``n*T + t``).
+        num_segments: T, the number of frames of one clip.
+        shift_div: ``fold = C // shift_div`` channels move each way (8: 1/8 forward, 1/8 backward).
+        direction: ``"bidirectional"``, ``"left"`` (from t+1) or ``"right"`` (from t-1, online).
+        padding: ``"zero"`` fills the vacated border frames with 0, ``"circulant"`` wraps around.
+        inplace: write into ``x`` (no full-size copy); autograd still gets the exact gradient.
+
+    Returns:
+        The shifted frames, same shape as ``x`` (``x`` itself when ``inplace``).
+
+    >>> x = torch.arange(2 * 8.0).view(2, 8, 1, 1)   # one clip of T=2 frames, 8 channels
+    >>> temporal_shift(x, num_segments=2, shift_div=8)[:, :3, 0, 0]
+    tensor([[ 8.,  0.,  2.],
+            [ 0.,  1., 10.]])
+    """
+    _check(x, num_segments, shift_div, direction, padding)
+    groups = _groups(x.shape[1], shift_div, direction)
+    if inplace:
+        return _InplaceShift.apply(x, num_segments, groups, padding)
+    return _shift_copy(_as_clips(x, num_segments), groups, padding).view_as(x)
+
+
+class TemporalShift(nn.Module):
+    """Parameter-free shift module that a block calls before its first conv.
+
+    It holds no parameters and no buffers, so a backbone with shifts has exactly the state-dict
+    keys of the same backbone without them (torchvision's layout).
+    """
+
+    def __init__(
+        self,
+        num_segments: int,
+        shift_div: int = 8,
+        direction: Direction = "bidirectional",
+        padding: Padding = "zero",
+        inplace: bool = False,
+    ) -> None:
+        super().__init__()
+        if direction not in DIRECTIONS:
+            raise ValueError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
+        if padding not in PADDINGS:
+            raise ValueError(f"padding must be one of {PADDINGS}, got {padding!r}")
+        self.num_segments = num_segments
+        self.shift_div = shift_div
+        self.direction = direction
+        self.padding = padding
+        self.inplace = inplace
+
+    def forward(self, x: Tensor) -> Tensor:
+        return temporal_shift(
+            x, self.num_segments, self.shift_div, self.direction, self.padding, self.inplace
+        )
+
+    def extra_repr(self) -> str:
+        return (
+            f"num_segments={self.num_segments}, shift_div={self.shift_div}, "
+            f"direction={self.direction!r}, padding={self.padding!r}, inplace={self.inplace}"
+        )

@@ -1,0 +1,152 @@
+"""The shift operator: semantics on hand-made tensors, in-place == naive, gradients, errors."""
+
+import pytest
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from temporalshift import TemporalShift, temporal_shift
+
+
+def _clip(n=1, t=4, c=8, hw=1, dtype=torch.float64):
+    """Value = 100*frame + channel (+1000*clip), so every entry names where it came from."""
+    x = torch.zeros(n, t, c, hw, hw, dtype=dtype)
+    for i in range(n):
+        for f in range(t):
+            for ch in range(c):
+                x[i, f, ch] = 1000 * i + 100 * f + ch
+    return x.view(n * t, c, hw, hw)
+
+
+def _frame_values(y, n, t):
+    return y.view(n, t, y.shape[1], -1)[..., 0]
+
+
+def test_bidirectional_zero_moves_first_fold_from_next_and_second_from_previous():
+    x = _clip(t=4, c=8)  # shift_div=4 -> fold=2
+    y = _frame_values(temporal_shift(x, num_segments=4, shift_div=4), 1, 4)[0]
+    for f in range(4):
+        nxt = [100 * (f + 1) + ch if f < 3 else 0 for ch in (0, 1)]
+        prv = [100 * (f - 1) + ch if f > 0 else 0 for ch in (2, 3)]
+        stay = [100 * f + ch for ch in range(4, 8)]
+        assert y[f].tolist() == nxt + prv + stay
+
+
+def test_circulant_wraps_around():
+    x = _clip(t=3, c=8)
+    y = _frame_values(temporal_shift(x, 3, shift_div=4, padding="circulant"), 1, 3)[0]
+    assert y[2, :2].tolist() == [0, 1]  # last frame takes the first frame's first fold
+    assert y[0, 2:4].tolist() == [202, 203]  # first frame takes the last frame's second fold
+
+
+@pytest.mark.parametrize(
+    "direction, expected_frame1",
+    [("left", [200, 201, 102, 103]), ("right", [0, 1, 102, 103])],
+)
+def test_unidirectional_shifts_only_the_first_fold(direction, expected_frame1):
+    x = _clip(t=3, c=8)
+    y = _frame_values(temporal_shift(x, 3, shift_div=4, direction=direction), 1, 3)[0]
+    assert y[1, :4].tolist() == expected_frame1
+    assert y[:, 4:].tolist() == [[100 * f + ch for ch in range(4, 8)] for f in range(3)]
+
+
+def test_clips_do_not_leak_into_each_other():
+    x = _clip(n=2, t=2, c=8)
+    y = _frame_values(temporal_shift(x, 2, shift_div=8), 2, 2)
+    assert y[1, 0, 0].item() == 1100  # clip 1 frame 0 takes clip 1 frame 1
+    assert y[0, 1, 0].item() == 0  # clip 0's last frame gets zeros, not clip 1's first frame
+    assert y[1, 0, 1].item() == 0
+
+
+def test_backward_is_the_reverse_shift():
+    x = _clip(t=4, c=8).requires_grad_(True)
+    g = _clip(t=4, c=8) + 0.5
+    (grad,) = torch.autograd.grad(temporal_shift(x, 4, 4), x, g)
+    gv = _frame_values(grad, 1, 4)[0]
+    gg = _frame_values(g, 1, 4)[0]
+    # channel 0 of frame f fed output frame f-1, channel 2 of frame f fed output frame f+1
+    assert gv[1, 0] == gg[0, 0] and gv[0, 0] == 0
+    assert gv[2, 2] == gg[3, 2] and gv[3, 2] == 0
+    assert torch.equal(gv[:, 4:], gg[:, 4:])
+
+
+@pytest.mark.parametrize("direction", ["bidirectional", "left", "right"])
+@pytest.mark.parametrize("padding", ["zero", "circulant"])
+def test_inplace_equals_naive_forward_and_backward(direction, padding):
+    torch.manual_seed(0)
+    x = torch.randn(2 * 5, 16, 3, 3, dtype=torch.float64, requires_grad=True)
+    g = torch.randn(2 * 5, 16, 3, 3, dtype=torch.float64)
+    naive = temporal_shift(x, 5, 4, direction, padding)
+    inplace = temporal_shift(x.clone(), 5, 4, direction, padding, inplace=True)
+    assert torch.equal(naive, inplace)
+    (g_naive,) = torch.autograd.grad(naive, x, g)
+    (g_inplace,) = torch.autograd.grad(inplace, x, g)
+    assert torch.equal(g_naive, g_inplace)
+    assert torch.autograd.gradcheck(
+        lambda t: temporal_shift(t.clone(), 5, 4, direction, padding, inplace=True), (x,)
+    )
+    assert torch.autograd.gradcheck(lambda t: temporal_shift(t, 5, 4, direction, padding), (x,))
+
+
+class _AllocationWatcher(TorchDispatchMode):
+    """Records the size of every tensor an op creates (outputs that are not views of inputs)."""
+
+    def __init__(self):
+        super().__init__()
+        self.sizes = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        inputs = [a for a in args if isinstance(a, torch.Tensor)]
+        bases = {a.untyped_storage().data_ptr() for a in inputs}
+        for o in out if isinstance(out, (tuple, list)) else [out]:
+            if isinstance(o, torch.Tensor) and o.untyped_storage().data_ptr() not in bases:
+                self.sizes.append(o.numel())
+        return out
+
+
+def test_inplace_writes_into_its_input_and_allocates_no_full_size_copy():
+    x = torch.randn(4 * 8, 64, 7, 7)
+    expected = temporal_shift(x, 8)
+    with _AllocationWatcher() as watcher:
+        y = temporal_shift(x, 8, inplace=True)
+    assert y.data_ptr() == x.data_ptr()
+    assert torch.equal(y, expected)
+    assert watcher.sizes, "the watcher saw no temporaries at all"
+    assert max(watcher.sizes) <= x.numel() // 8  # at most one fold of channels
+    with _AllocationWatcher() as watcher:
+        temporal_shift(torch.randn_like(x), 8)
+    assert max(watcher.sizes) == x.numel()  # the naive version does copy
+
+
+def test_inplace_refuses_to_corrupt_a_tensor_autograd_still_needs():
+    x = torch.randn(8, 16, 2, 2, requires_grad=True)
+    y = torch.sigmoid(x)  # sigmoid saves its output for backward
+    z = temporal_shift(y, 4, inplace=True)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        z.sum().backward()
+
+
+def test_errors_are_clear():
+    with pytest.raises(ValueError, match="not a multiple of num_segments=4"):
+        temporal_shift(torch.zeros(6, 16, 2, 2), 4)
+    with pytest.raises(ValueError, match="cannot be shifted with shift_div=8"):
+        temporal_shift(torch.zeros(8, 4, 2, 2), 8)
+    with pytest.raises(ValueError, match="direction"):
+        temporal_shift(torch.zeros(8, 16), 8, direction="up")
+    with pytest.raises(ValueError, match="padding"):
+        TemporalShift(8, padding="reflect")
+
+
+def test_module_adds_no_state_and_matches_functional():
+    m = TemporalShift(4, shift_div=8, padding="circulant")
+    assert list(m.state_dict()) == [] and list(m.parameters()) == []
+    x = torch.randn(8, 16, 3, 3)
+    assert torch.equal(m(x), temporal_shift(x, 4, 8, padding="circulant"))
+    assert "num_segments=4" in repr(m)
+
+
+def test_single_frame_clip_zero_padding_clears_shifted_channels():
+    x = torch.ones(2, 8, 1, 1)
+    y = temporal_shift(x, 1, shift_div=4)
+    assert y[:, :4].abs().sum() == 0 and torch.equal(y[:, 4:], x[:, 4:])
+    assert torch.equal(temporal_shift(x.clone(), 1, 4, inplace=True), y)
