@@ -29,7 +29,9 @@ def _table(rows: list[dict[str, Any]], columns: list[tuple[str, str]]) -> str:
     numeric = [all(_is_number(r.get(k)) for r in rows) for k, _ in columns]
     lines = []
     for j, row in enumerate(cells):
-        parts = [c.rjust(w) if num and j else c.ljust(w) for c, w, num in zip(row, widths, numeric)]
+        parts = [
+            c.rjust(w) if num and j else c.ljust(w) for c, w, num in zip(row, widths, numeric, strict=True)
+        ]
         lines.append("  ".join(parts).rstrip())
         if j == 0:
             lines.append("  ".join("-" * w for w in widths))

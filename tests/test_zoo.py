@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import temporalshift as ts
-from temporalshift.models.zoo import ZOO, describe, get_spec
+from temporalshift.models.zoo import describe, get_spec
 
 EXPECTED_NAMES = {
     "tsm_r50_1x1x8_k400", "tsm_r50_1x1x16_k400", "tsm_r50_dense_1x1x8_k400",
@@ -42,7 +42,9 @@ def test_zoo_has_exactly_the_published_rows():
     assert set(ts.list_models()) == EXPECTED_NAMES
     assert ts.list_models() == sorted(EXPECTED_NAMES)
     assert ts.list_models("tsm_r50_nl_*") == [
-        "tsm_r50_nl_dot_1x1x8_k400", "tsm_r50_nl_embgauss_1x1x8_k400", "tsm_r50_nl_gauss_1x1x8_k400"
+        "tsm_r50_nl_dot_1x1x8_k400",
+        "tsm_r50_nl_embgauss_1x1x8_k400",
+        "tsm_r50_nl_gauss_1x1x8_k400",
     ]
 
 
@@ -136,7 +138,8 @@ def test_checkpoint_round_trip_and_strict_mismatch(tmp_path):
     loaded = ts.create_model("tsm_mobilenetv2_1x1x8_k400", num_classes=5, checkpoint=path).eval()
     clip = torch.randn(1, 8, 3, 32, 32)
     torch.testing.assert_close(loaded(clip), model(clip), rtol=0, atol=0)
-    with pytest.raises(ValueError, match=r"wrong shape for 2 keys.*head\.fc\.weight \(5, 1280\) vs \(400, 1280\)"):
+    wrong_shape = r"wrong shape for 2 keys.*head\.fc\.weight \(5, 1280\) vs \(400, 1280\)"
+    with pytest.raises(ValueError, match=wrong_shape):
         ts.create_model("tsm_mobilenetv2_1x1x8_k400", checkpoint=path)
     with pytest.raises(ValueError, match="missing .* keys: backbone.conv1.weight"):
         ts.create_model("tsm_r50_1x1x8_k400", num_classes=5, checkpoint=path)

@@ -59,7 +59,7 @@ def _addmm(args: tuple, kwargs: dict, out: Tensor) -> int:
 
 def _batch_norm(args: tuple, kwargs: dict, out: Tensor) -> int:
     names = ("input", "running_mean", "running_var", "weight", "bias", "training")
-    bound = {**dict(zip(names, args)), **kwargs}
+    bound = {**dict(zip(names, args, strict=False)), **kwargs}
     affine = bound.get("weight") is not None
     if bound.get("training", False):
         return _numel(bound["input"]) * (5 if affine else 4)

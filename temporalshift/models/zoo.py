@@ -116,84 +116,144 @@ _NL = "tsm_imagenet-pretrained-r50-nl-{}_8xb16-1x1x8-50e_kinetics400-rgb"
 ZOO: dict[str, ModelSpec] = {
     "tsm_r50_1x1x8_k400": ModelSpec(
         description="TSM ResNet-50, 8 uniform segments, Kinetics-400 (50 epochs)",
-        test_clips=2, test_crops=10,
+        test_clips=2,
+        test_crops=10,
         **_k400(73.18, 90.56, "8 clips x 10 crop", _mma(_R50_K400, "20220831-64d69186")),
     ),
     "tsm_r50_1x1x16_k400": ModelSpec(
         description="TSM ResNet-50, 16 uniform segments, Kinetics-400",
-        num_segments=16, test_clips=2, test_crops=10,
-        **_k400(75.12, 91.55, "16 clips x 10 crop", _mma(
-            "tsm_imagenet-pretrained-r50_8xb16-1x1x16-50e_kinetics400-rgb", "20220831-042b1748")),
+        num_segments=16,
+        test_clips=2,
+        test_crops=10,
+        **_k400(
+            75.12,
+            91.55,
+            "16 clips x 10 crop",
+            _mma("tsm_imagenet-pretrained-r50_8xb16-1x1x16-50e_kinetics400-rgb", "20220831-042b1748"),
+        ),
     ),
     "tsm_r50_dense_1x1x8_k400": ModelSpec(
         description="TSM ResNet-50, 8 frames by dense sampling (stride 8), Kinetics-400",
-        sampling="dense", test_clips=10, test_crops=10,
-        **_k400(73.38, 90.78, "8 clips x 10 crop", _mma(
-            "tsm_imagenet-pretrained-r50_8xb16-dense-1x1x8-50e_kinetics400-rgb", "20220831-f55d3c2b")),
+        sampling="dense",
+        test_clips=10,
+        test_crops=10,
+        **_k400(
+            73.38,
+            90.78,
+            "8 clips x 10 crop",
+            _mma("tsm_imagenet-pretrained-r50_8xb16-dense-1x1x8-50e_kinetics400-rgb", "20220831-f55d3c2b"),
+        ),
     ),
     "tsm_r50_nl_dot_1x1x8_k400": ModelSpec(
         description="TSM ResNet-50 with dot-product non-local blocks, Kinetics-400",
-        non_local="dot_product", test_clips=2, test_crops=10,
+        non_local="dot_product",
+        test_clips=2,
+        test_crops=10,
         **_k400(74.49, 91.15, "8 clips x 10 crop", _mma(_NL.format("dot-product"), "20220831-108bfde5")),
     ),
     "tsm_r50_nl_gauss_1x1x8_k400": ModelSpec(
         description="TSM ResNet-50 with gaussian non-local blocks, Kinetics-400",
-        non_local="gaussian", test_clips=2, test_crops=10,
+        non_local="gaussian",
+        test_clips=2,
+        test_crops=10,
         **_k400(73.66, 90.99, "8 clips x 10 crop", _mma(_NL.format("gaussian"), "20220831-7e54dacf")),
     ),
     "tsm_r50_nl_embgauss_1x1x8_k400": ModelSpec(
         description="TSM ResNet-50 with embedded-gaussian non-local blocks, Kinetics-400",
-        non_local="embedded_gaussian", test_clips=2, test_crops=10,
-        **_k400(74.34, 91.23, "8 clips x 10 crop",
-                _mma(_NL.format("embedded-gaussian"), "20220831-35eddb57")),
+        non_local="embedded_gaussian",
+        test_clips=2,
+        test_crops=10,
+        **_k400(
+            74.34, 91.23, "8 clips x 10 crop", _mma(_NL.format("embedded-gaussian"), "20220831-35eddb57")
+        ),
     ),
     "tsm_mobilenetv2_1x1x8_k400": ModelSpec(
         description="TSM MobileNetV2, 8 uniform segments, Kinetics-400",
-        backbone="mobilenetv2", test_clips=2, test_crops=3,
-        **_k400(68.71, 88.32, "8 clips x 3 crop", _mma(
-            "tsm_imagenet-pretrained-mobilenetv2_8xb16-1x1x8-100e_kinetics400-rgb", "20230414-401127fd")),
+        backbone="mobilenetv2",
+        test_clips=2,
+        test_crops=3,
+        **_k400(
+            68.71,
+            88.32,
+            "8 clips x 3 crop",
+            _mma("tsm_imagenet-pretrained-mobilenetv2_8xb16-1x1x8-100e_kinetics400-rgb", "20230414-401127fd"),
+        ),
     ),
     "tsm_mobileones4_1x1x16_k400": ModelSpec(
         description="TSM MobileOne-S4, 16 uniform segments shifted in groups of 8, Kinetics-400",
-        backbone="mobileone_s4", num_segments=16, shift_segments=8, shift_place="block",
-        test_clips=2, test_crops=10,
-        **_k400(74.38, 91.71, "16 clips x 10 crop", _mma(
-            "tsm_imagenet-pretrained-mobileone-s4_8xb16-1x1x16-50e_kinetics400-rgb", "20230825-a7f8876b")),
+        backbone="mobileone_s4",
+        num_segments=16,
+        shift_segments=8,
+        shift_place="block",
+        test_clips=2,
+        test_crops=10,
+        **_k400(
+            74.38,
+            91.71,
+            "16 clips x 10 crop",
+            _mma(
+                "tsm_imagenet-pretrained-mobileone-s4_8xb16-1x1x16-50e_kinetics400-rgb", "20230825-a7f8876b"
+            ),
+        ),
     ),
     "tsm_r50_1x1x8_sthv2": ModelSpec(
         description="TSM ResNet-50, 8 uniform segments, Something-Something V2",
         test_clips=2,
-        **_sth(62.72, 87.70, "8 clips x 3 crop", _mma(
-            "tsm_imagenet-pretrained-r50_8xb16-1x1x8-50e_sthv2-rgb", "20230317-be0fc26e")),
+        **_sth(
+            62.72,
+            87.70,
+            "8 clips x 3 crop",
+            _mma("tsm_imagenet-pretrained-r50_8xb16-1x1x8-50e_sthv2-rgb", "20230317-be0fc26e"),
+        ),
     ),
     "tsm_r50_1x1x16_sthv2": ModelSpec(
         description="TSM ResNet-50, 16 uniform segments, Something-Something V2",
-        num_segments=16, test_clips=2,
-        **_sth(64.16, 88.61, "16 clips x 3 crop", _mma(
-            "tsm_imagenet-pretrained-r50_8xb16-1x1x16-50e_sthv2-rgb", "20230317-ec6696ad")),
+        num_segments=16,
+        test_clips=2,
+        **_sth(
+            64.16,
+            88.61,
+            "16 clips x 3 crop",
+            _mma("tsm_imagenet-pretrained-r50_8xb16-1x1x16-50e_sthv2-rgb", "20230317-ec6696ad"),
+        ),
     ),
     "tsm_r101_1x1x8_sthv2": ModelSpec(
         description="TSM ResNet-101 (shift in every other block), 8 segments, Something-Something V2",
-        backbone="resnet101", test_clips=2,
-        **_sth(63.70, 88.28, "8 clips x 3 crop", _mma(
-            "tsm_imagenet-pretrained-r101_8xb16-1x1x8-50e_sthv2-rgb", "20230320-efcc0d1b")),
+        backbone="resnet101",
+        test_clips=2,
+        **_sth(
+            63.70,
+            88.28,
+            "8 clips x 3 crop",
+            _mma("tsm_imagenet-pretrained-r101_8xb16-1x1x8-50e_sthv2-rgb", "20230320-efcc0d1b"),
+        ),
     ),
     "tsm_r50_1x1x8_sthv1": ModelSpec(
         description="TSM ResNet-50, 8 uniform segments, Something-Something V1",
-        num_classes=174, labels="sthv1", test_clips=1, test_crops=1,
+        num_classes=174,
+        labels="sthv1",
+        test_clips=1,
+        test_crops=1,
         published=Published(44.62, 75.51, "1 clip x 1 crop", "mmaction2 0.x model zoo"),
         weights=Weights(
             "https://download.openmmlab.com/mmaction/recognition/tsm/tsm_r50_1x1x8_50e_sthv1_rgb/"
-            "tsm_r50_1x1x8_50e_sthv1_rgb_20200616-3417f361.pth", "mmaction2"),
+            "tsm_r50_1x1x8_50e_sthv1_rgb_20200616-3417f361.pth",
+            "mmaction2",
+        ),
     ),
     "tsn_r50_1x1x8_k400": ModelSpec(
         description="TSN ResNet-50 (TSM with shifts off), 8 uniform segments, Kinetics-400",
-        shift_div=0, test_clips=1, test_crops=1,
+        shift_div=0,
+        test_clips=1,
+        test_crops=1,
         published=Published(68.8, None, "8 frames x 1 clip x 1 crop", "authors' README (TSN 8x1)"),
     ),
     "tsn_mobilenetv2_1x1x8_k400": ModelSpec(
         description="TSN MobileNetV2 (TSM with shifts off), 8 uniform segments, Kinetics-400",
-        backbone="mobilenetv2", shift_div=0, test_clips=2, test_crops=3,
+        backbone="mobilenetv2",
+        shift_div=0,
+        test_clips=2,
+        test_crops=3,
     ),
 }
 
@@ -247,7 +307,7 @@ def build_backbone(spec: ModelSpec) -> nn.Module:
         "shift_padding": spec.shift_padding,
     }
     if spec.backbone.startswith("resnet"):
-        depth = int(spec.backbone[len("resnet"):])
+        depth = int(spec.backbone[len("resnet") :])
         return ResNet(
             depth,
             shift_place=spec.shift_place,
@@ -265,9 +325,7 @@ def build_backbone(spec: ModelSpec) -> nn.Module:
 
 def build_model(spec: ModelSpec) -> Recognizer:
     """A randomly initialised recognizer for ``spec``."""
-    model = Recognizer(
-        build_backbone(spec), spec.num_classes, spec.num_segments, dropout=spec.dropout
-    )
+    model = Recognizer(build_backbone(spec), spec.num_classes, spec.num_segments, dropout=spec.dropout)
     model.spec = spec
     return model
 

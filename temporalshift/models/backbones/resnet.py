@@ -167,16 +167,16 @@ class ResNet(nn.Module):
         stages = [self.layer1, self.layer2, self.layer3, self.layer4]
         # With temporal pooling, layer2..4 see half the frames.
         seg_per_stage = [num_segments] + [num_segments // 2 if temporal_pool else num_segments] * 3
-        for stage, segs in zip(stages, seg_per_stage):
+        for stage, segs in zip(stages, seg_per_stage, strict=True):
             for i, blk in enumerate(stage):
                 if shift_div > 0 and i % shift_every == 0:
                     blk.shift = TemporalShift(segs, shift_div, shift_direction, shift_padding)
                     blk.shift_place = shift_place
         if non_local is not None:
-            if len(non_local) != 4 or any(len(f) != len(s) for f, s in zip(non_local, stages)):
+            if len(non_local) != 4 or any(len(f) != len(s) for f, s in zip(non_local, stages, strict=True)):
                 raise ValueError("non_local needs one flag per block of each of the 4 stages")
-            for stage, flags, segs in zip(stages, non_local, seg_per_stage):
-                for blk, flag in zip(stage, flags):
+            for stage, flags, segs in zip(stages, non_local, seg_per_stage, strict=True):
+                for blk, flag in zip(stage, flags, strict=True):
                     if flag:
                         blk.non_local = NonLocalBlock(_block_out(blk), segs, non_local_mode)
 
