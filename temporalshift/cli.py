@@ -84,6 +84,92 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_prepare_annotations(args: argparse.Namespace) -> int:
+    """Annotation lists and a label map from a dataset's official layout."""
+    from temporalshift.data.layouts import read_layout, write_layout
+
+    layout = read_layout(args.dataset, args.root, args.split)
+    written = write_layout(layout, args.dataset, args.out or args.root)
+    for split, rows in layout.splits.items():
+        missing = layout.missing.get(split, 0)
+        note = f" ({missing} listed videos not found, left out)" if missing else ""
+        print(f"{split}: {len(rows)} videos -> {written[split]}{note}")
+    print(f"{len(layout.classes)} classes -> {written['label_map']}")
+    print(f"paths are relative to {args.root}: pass it as the dataset root")
+    return 0
+
+
+def _print_jobs(results: list, what: str) -> int:
+    done = sum(r.status == "done" for r in results)
+    skipped = sum(r.status == "skipped" for r in results)
+    failed = [r for r in results if r.status == "failed"]
+    print(f"{what}: {done} done, {skipped} already there, {len(failed)} failed")
+    for r in failed:
+        print(f"  failed: {r.source}: {r.detail}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def cmd_prepare_frames(args: argparse.Namespace) -> int:
+    """Extract the frames of every video under SRC into OUT/<relative path without suffix>/."""
+    from pathlib import Path
+
+    from temporalshift.data.prepare import extract_frames, find_videos, run_jobs
+
+    src, out = Path(args.src), Path(args.out)
+    videos = find_videos(src)
+    if not videos:
+        raise ValueError(f"no videos under {src}")
+    jobs = [(v, out / v.relative_to(src).with_suffix(""), args.short_side, args.template) for v in videos]
+    return _print_jobs(run_jobs(extract_frames, jobs, args.workers, "extracting frames"), "frames")
+
+
+def cmd_prepare_resize(args: argparse.Namespace) -> int:
+    """Re-encode every video under SRC with its short side scaled, into OUT (same tree, .mp4)."""
+    from pathlib import Path
+
+    from temporalshift.data.prepare import find_videos, resize_video, run_jobs
+
+    src, out = Path(args.src), Path(args.out)
+    videos = find_videos(src)
+    if not videos:
+        raise ValueError(f"no videos under {src}")
+    jobs = [(v, out / v.relative_to(src).with_suffix(".mp4"), args.short_side) for v in videos]
+    return _print_jobs(run_jobs(resize_video, jobs, args.workers, "resizing videos"), "resized")
+
+
+def cmd_prepare_check(args: argparse.Namespace) -> int:
+    """Scan an annotated dataset for videos that cannot be decoded (or are shorter than listed)."""
+    from temporalshift.data.datasets import read_annotations
+    from temporalshift.data.prepare import check_dataset
+
+    records = read_annotations(args.annotations, args.root)
+    report = args.report or f"{args.annotations}.check.json"
+    checks = check_dataset(records, report, full=args.full, repair=args.repair, workers=args.workers)
+    bad = [c for c in checks if c.problem]
+    print(f"checked {len(checks)} videos: {len(checks) - len(bad)} good, {len(bad)} with problems")
+    for c in bad:
+        fixed = " (repaired; original kept as .broken)" if c.repaired else ""
+        print(f"  {c.path}: {c.problem}{fixed}")
+    print(f"report: {report}")
+    return 1 if any(not c.repaired for c in bad) else 0
+
+
+def cmd_prepare_digits(args: argparse.Namespace) -> int:
+    """Generate the built-in moving-digits dataset."""
+    from temporalshift.data.synthetic import MovingDigitsConfig, make_moving_digits
+
+    config = MovingDigitsConfig(
+        train_per_class=args.train_per_class,
+        val_per_class=args.val_per_class,
+        test_per_class=args.test_per_class,
+        seed=args.seed,
+    )
+    paths = make_moving_digits(args.out, config, progress=True)
+    for name, path in paths.items():
+        print(f"{name}: {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tsm", description="Video action recognition with the Temporal Shift Module."
@@ -97,7 +183,56 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("pattern", nargs="?", help="shell-style filter, e.g. 'tsm_r50_*'")
     p.add_argument("--json", action="store_true", help="print a JSON list")
     p.set_defaults(func=cmd_models)
+
+    _add_prepare(sub)
     return parser
+
+
+def _add_prepare(sub: argparse._SubParsersAction) -> None:
+    from temporalshift.data.layouts import LAYOUTS
+
+    prep = sub.add_parser("prepare", help="prepare datasets: annotations, frames, resizing, checks")
+    steps = prep.add_subparsers(dest="step", metavar="STEP")
+    steps.required = True
+
+    p = steps.add_parser("annotations", help="annotation lists + label map from an official layout")
+    p.add_argument("dataset", choices=sorted(LAYOUTS))
+    p.add_argument("root", help="the dataset's root folder, as its publishers ship it")
+    p.add_argument("--out", help="where to write the lists (default: ROOT)")
+    p.add_argument("--split", type=int, default=1, help="UCF-101 / HMDB-51 split (1-3)")
+    p.set_defaults(func=cmd_prepare_annotations)
+
+    p = steps.add_parser("frames", help="extract frames of every video under SRC (resumable)")
+    p.add_argument("src")
+    p.add_argument("out")
+    p.add_argument("--short-side", type=int, default=None, help="resize frames to this short side")
+    p.add_argument("--template", default="img_{:05d}.jpg")
+    p.add_argument("--workers", type=int, default=0, help="processes (default: one per core)")
+    p.set_defaults(func=cmd_prepare_frames)
+
+    p = steps.add_parser("resize", help="re-encode every video under SRC at a short side (resumable)")
+    p.add_argument("src")
+    p.add_argument("out")
+    p.add_argument("--short-side", type=int, default=256)
+    p.add_argument("--workers", type=int, default=0)
+    p.set_defaults(func=cmd_prepare_resize)
+
+    p = steps.add_parser("check", help="find videos that cannot be decoded; optionally repair them")
+    p.add_argument("annotations", help="an annotation list (video or frame list)")
+    p.add_argument("--root", help="folder the list's paths are relative to (default: the list's folder)")
+    p.add_argument("--full", action="store_true", help="decode every frame, not just a few")
+    p.add_argument("--repair", action="store_true", help="re-encode broken videos from their good frames")
+    p.add_argument("--report", help="json report path (default: ANNOTATIONS.check.json)")
+    p.add_argument("--workers", type=int, default=0)
+    p.set_defaults(func=cmd_prepare_check)
+
+    p = steps.add_parser("digits", help="generate the built-in moving-digits dataset")
+    p.add_argument("out")
+    p.add_argument("--train-per-class", type=int, default=100)
+    p.add_argument("--val-per-class", type=int, default=20)
+    p.add_argument("--test-per-class", type=int, default=40)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_prepare_digits)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

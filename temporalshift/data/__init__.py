@@ -1,0 +1,1 @@
+"""Video data: decoding, frame sampling, clip transforms, datasets, preparation, synthetic data."""

@@ -1,0 +1,382 @@
+"""Video readers: one small API over PyAV (default), OpenCV, decord and folders of frames.
+
+``open_video(path)`` returns a :class:`VideoReader`: ``len(reader)`` frames, ``reader.fps``,
+``reader.duration`` and ``reader.get_frames(indices)`` -> uint8 RGB ``(T, H, W, 3)``.
+
+The PyAV reader never trusts the container's frame count: it first demuxes the packets (no
+decoding) to learn the presentation time of every frame and where the keyframes are. Frame ``i``
+is then the ``i``-th frame in presentation order, which stays right for variable frame rate and
+for containers whose header count is missing or wrong. To fetch a sparse set of frames it seeks
+to the keyframe before a wanted frame only when that skips work; otherwise it keeps decoding
+forward (seeking to every frame of a file with few keyframes would decode the same GOP again
+and again).
+"""
+
+from __future__ import annotations
+
+import bisect
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+BACKENDS: tuple[str, ...] = ("pyav", "opencv", "decord", "frames")
+DEFAULT_FRAME_TEMPLATE = "img_{:05d}.jpg"
+
+
+class VideoDecodeError(Exception):
+    """A video that cannot be opened or decoded; the message starts with its path."""
+
+    def __init__(self, path: str | os.PathLike[str], reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = str(path)
+        self.reason = reason
+
+
+@runtime_checkable
+class VideoReader(Protocol):
+    """What every backend offers."""
+
+    path: str
+    fps: float | None
+
+    def __len__(self) -> int: ...
+
+    @property
+    def duration(self) -> float | None: ...
+
+    def get_frames(self, indices: Sequence[int]) -> np.ndarray: ...
+
+    def close(self) -> None: ...
+
+    def __enter__(self) -> VideoReader: ...
+
+    def __exit__(self, *exc: object) -> None: ...
+
+
+class _ReaderBase:
+    path: str
+    fps: float | None
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    @property
+    def duration(self) -> float | None:
+        return len(self) / self.fps if self.fps else None
+
+    def _check_indices(self, indices: Sequence[int]) -> list[int]:
+        n = len(self)
+        out = [int(i) for i in indices]
+        bad = [i for i in out if not 0 <= i < n]
+        if bad:
+            raise IndexError(f"{self.path}: frame {bad[0]} out of range (video has {n} frames)")
+        return out
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 - never raise from a finaliser
+            pass
+
+
+def _check_file(path: Path) -> None:
+    if not path.exists():
+        raise VideoDecodeError(path, "no such file")
+    if path.is_file() and path.stat().st_size == 0:
+        raise VideoDecodeError(path, "empty file (0 bytes)")
+
+
+class PyAVReader(_ReaderBase):
+    """PyAV (FFmpeg) reader with a packet index and keyframe-aware seeking.
+
+    Args:
+        path: a video file.
+        threads: decoder threads (FFmpeg's own); 0 lets FFmpeg choose.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], threads: int = 1) -> None:
+        import av
+
+        self.path = str(path)
+        self._container = None
+        _check_file(Path(path))
+        try:
+            self._container = av.open(self.path, metadata_errors="ignore")
+        except (av.error.FFmpegError, UnicodeDecodeError, OSError) as exc:
+            raise VideoDecodeError(path, f"cannot open ({_short(exc)})") from None
+        if not self._container.streams.video:
+            raise VideoDecodeError(path, "no video stream")
+        self._stream = self._container.streams.video[0]
+        self._stream.thread_count = threads
+        rate = self._stream.average_rate or self._stream.guessed_rate
+        self.fps = float(rate) if rate else None
+        self._index_packets()
+        self._next = -1  # index of the frame the decoder would produce next (-1: unknown)
+        self._frames_iter = None
+
+    def _index_packets(self) -> None:
+        import av
+
+        pts, keys = [], []
+        try:
+            for packet in self._container.demux(self._stream):
+                if packet.size == 0 or packet.pts is None:
+                    continue
+                pts.append(packet.pts)
+                if packet.is_keyframe:
+                    keys.append(packet.pts)
+        except av.error.FFmpegError as exc:
+            if not pts:
+                raise VideoDecodeError(self.path, f"cannot read packets ({_short(exc)})") from None
+        if not pts:
+            raise VideoDecodeError(self.path, "no video frames")
+        self._pts = sorted(set(pts))
+        self._pos_of_pts = {p: i for i, p in enumerate(self._pts)}
+        # Keyframe positions in presentation order; frame 0 is always a valid restart point.
+        self._keyframes = sorted({0, *(self._pos_of_pts[k] for k in keys)})
+        self._container.seek(0, stream=self._stream)
+
+    def __len__(self) -> int:
+        return len(self._pts)
+
+    @property
+    def duration(self) -> float | None:
+        tb = self._stream.time_base
+        if tb is None or len(self._pts) < 2:
+            return super().duration
+        step = (self._pts[-1] - self._pts[0]) / (len(self._pts) - 1)
+        return float((self._pts[-1] - self._pts[0] + step) * tb)
+
+    def _seek_to(self, position: int) -> None:
+        self._container.seek(self._pts[position], stream=self._stream, backward=True, any_frame=False)
+        self._frames_iter = self._container.decode(self._stream)
+        self._next = position
+
+    def get_frames(self, indices: Sequence[int]) -> np.ndarray:
+        """Decode the frames at ``indices`` (any order, repeats allowed) as uint8 RGB."""
+        import av
+
+        wanted = self._check_indices(indices)
+        if not wanted:
+            raise ValueError("get_frames needs at least one index")
+        found: dict[int, np.ndarray] = {}
+        try:
+            for target in sorted(set(wanted)):
+                if target in found:
+                    continue
+                key = self._keyframes[bisect.bisect_right(self._keyframes, target) - 1]
+                # Seek only when it skips decoding: the decoder is behind the keyframe, or past
+                # the target already.
+                if self._frames_iter is None or self._next < 0 or self._next > target or key > self._next:
+                    self._seek_to(key)
+                self._decode_until(target, found)
+        except av.error.FFmpegError as exc:
+            raise VideoDecodeError(self.path, f"decoding failed ({_short(exc)})") from None
+        missing = [i for i in wanted if i not in found]
+        if missing:
+            raise VideoDecodeError(self.path, f"frame {missing[0]} could not be decoded (truncated?)")
+        return np.stack([found[i] for i in wanted])
+
+    def _decode_until(self, target: int, found: dict[int, np.ndarray]) -> None:
+        for frame in self._frames_iter:
+            pos = self._pos_of_pts.get(frame.pts) if frame.pts is not None else None
+            if pos is None:
+                pos = self._next if self._next >= 0 else 0
+            self._next = pos + 1
+            if pos >= target:
+                if pos == target:
+                    found[target] = frame.to_ndarray(format="rgb24")
+                return
+            # A frame between the keyframe and the target: decoded, never converted.
+        self._next = -1  # stream ended
+
+    def close(self) -> None:
+        if self._container is not None:
+            self._container.close()
+            self._container = None
+
+
+class OpenCVReader(_ReaderBase):
+    """OpenCV reader: sequential grab-and-skip, robust to a wrong frame count in the header."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        import cv2
+
+        self.path = str(path)
+        self._cap = None
+        _check_file(Path(path))
+        self._cap = cv2.VideoCapture(self.path)
+        if not self._cap.isOpened():
+            raise VideoDecodeError(path, "OpenCV cannot open it")
+        self._count = int(self._cap.get(cv2.CAP_PROP_FRAME_COUNT))
+        fps = self._cap.get(cv2.CAP_PROP_FPS)
+        self.fps = float(fps) if fps and fps > 0 else None
+        if self._count <= 0:  # unknown: count by grabbing once
+            self._count = self._count_frames()
+        if self._count <= 0:
+            raise VideoDecodeError(path, "no video frames")
+
+    def _count_frames(self) -> int:
+        import cv2
+
+        self._cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
+        n = 0
+        while self._cap.grab():
+            n += 1
+        self._cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
+        return n
+
+    def __len__(self) -> int:
+        return self._count
+
+    def get_frames(self, indices: Sequence[int]) -> np.ndarray:
+        import cv2
+
+        wanted = self._check_indices(indices)
+        self._cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
+        found: dict[int, np.ndarray] = {}
+        targets = sorted(set(wanted))
+        pos, last = 0, None
+        for target in targets:
+            while pos <= target:
+                if not self._cap.grab():
+                    break
+                if pos == target:
+                    ok, bgr = self._cap.retrieve()
+                    if ok:
+                        last = found[target] = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+                pos += 1
+            if target not in found:
+                break
+        if last is None:
+            raise VideoDecodeError(self.path, "no frame could be decoded")
+        if len(found) < len(targets):
+            # The header over-counted: the video ends early. Learn the true length, keep the
+            # last frame for the indices past the end.
+            self._count = pos
+            for t in targets:
+                found.setdefault(t, last)
+        return np.stack([found[i] for i in wanted])
+
+    def close(self) -> None:
+        if self._cap is not None:
+            self._cap.release()
+            self._cap = None
+
+
+class DecordReader(_ReaderBase):
+    """decord (or decord2) reader: fast random access, where the package installs."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        try:
+            import decord
+        except ImportError:
+            raise ValueError("the decord backend needs `pip install decord2` (or decord)") from None
+        self.path = str(path)
+        _check_file(Path(path))
+        try:
+            self._vr = decord.VideoReader(self.path, ctx=decord.cpu(0), num_threads=1)
+        except Exception as exc:  # noqa: BLE001 - decord raises its own DECORDError types
+            raise VideoDecodeError(path, f"decord cannot open it ({_short(exc)})") from None
+        fps = self._vr.get_avg_fps()
+        self.fps = float(fps) if fps else None
+
+    def __len__(self) -> int:
+        return len(self._vr)
+
+    def get_frames(self, indices: Sequence[int]) -> np.ndarray:
+        wanted = self._check_indices(indices)
+        try:
+            return self._vr.get_batch(wanted).asnumpy()
+        except Exception as exc:  # noqa: BLE001
+            raise VideoDecodeError(self.path, f"decoding failed ({_short(exc)})") from None
+
+
+class FrameFolderReader(_ReaderBase):
+    """A folder of extracted frames named by a template (``img_00001.jpg``, 1-based by default).
+
+    Args:
+        path: the folder.
+        template: file name pattern with one integer field.
+        start_index: number of the first frame (mmaction2 and the authors' lists start at 1).
+        fps: the frame rate the frames were extracted at, if known.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        template: str = DEFAULT_FRAME_TEMPLATE,
+        start_index: int = 1,
+        fps: float | None = None,
+    ) -> None:
+        self.path = str(path)
+        self.template = template
+        self.start_index = start_index
+        self.fps = fps
+        folder = Path(path)
+        if not folder.is_dir():
+            raise VideoDecodeError(path, "no such frame folder")
+        n = 0
+        while (folder / template.format(start_index + n)).is_file():
+            n += 1
+        if n == 0:
+            raise VideoDecodeError(path, f"no frames named like {template.format(start_index)}")
+        self._count = n
+
+    def __len__(self) -> int:
+        return self._count
+
+    def get_frames(self, indices: Sequence[int]) -> np.ndarray:
+        from torchvision.io import ImageReadMode, decode_image, read_file
+
+        wanted = self._check_indices(indices)
+        cache: dict[int, np.ndarray] = {}
+        for i in set(wanted):
+            file = os.path.join(self.path, self.template.format(self.start_index + i))
+            try:
+                cache[i] = decode_image(read_file(file), mode=ImageReadMode.RGB).permute(1, 2, 0).numpy()
+            except (RuntimeError, OSError) as exc:
+                raise VideoDecodeError(file, f"cannot decode image ({_short(exc)})") from None
+        return np.stack([cache[i] for i in wanted])
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:200] if text else type(exc).__name__
+
+
+def open_video(
+    path: str | os.PathLike[str],
+    backend: str = "pyav",
+    frame_template: str = DEFAULT_FRAME_TEMPLATE,
+    start_index: int = 1,
+) -> VideoReader:
+    """Open a video file (or a folder of frames) for random access to its frames.
+
+    A folder is always read as extracted frames. Raises :class:`VideoDecodeError` for a missing,
+    empty or undecodable input.
+
+    >>> with open_video("clip.mp4") as reader:          # doctest: +SKIP
+    ...     frames = reader.get_frames([0, 10, 20])     # (3, H, W, 3) uint8 RGB
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown video backend {backend!r}; choose one of {BACKENDS}")
+    if backend == "frames" or Path(path).is_dir():
+        return FrameFolderReader(path, frame_template, start_index)
+    if backend == "opencv":
+        return OpenCVReader(path)
+    if backend == "decord":
+        return DecordReader(path)
+    return PyAVReader(path)

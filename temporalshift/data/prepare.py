@@ -1,0 +1,235 @@
+"""Dataset preparation: frame extraction, resizing, and checking (and repairing) videos.
+
+Every job runs in a process pool with a progress bar, is resumable (finished outputs are
+skipped) and writes atomically (a frame folder is filled under a temporary name and renamed when
+complete; a video goes through :func:`temporalshift.data.encode.atomic_path`). A failing video
+is reported and counted; it never stops the others.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from temporalshift.data.datasets import VideoRecord
+from temporalshift.data.decode import DEFAULT_FRAME_TEMPLATE, VideoDecodeError, open_video
+from temporalshift.data.encode import write_video
+
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".flv")
+
+
+@dataclass
+class JobResult:
+    """The outcome of one job: ``status`` is ``"done"``, ``"skipped"`` (already there) or ``"failed"``."""
+
+    source: str
+    status: str
+    detail: str = ""
+
+
+def run_jobs(
+    func: Callable[..., JobResult], jobs: Sequence[tuple], workers: int = 0, desc: str = "working"
+) -> list[JobResult]:
+    """Run ``func(*job)`` for every job in a process pool (``workers=0``: one per core)."""
+    from tqdm import tqdm
+
+    workers = workers or os.cpu_count() or 1
+    results: list[JobResult] = []
+    with tqdm(total=len(jobs), desc=desc, unit="video", dynamic_ncols=True) as bar:
+        if workers == 1:
+            for job in jobs:
+                results.append(_safe(func, job))
+                bar.update(1)
+            return results
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            futures = [pool.submit(_safe, func, job) for job in jobs]
+            for future in as_completed(futures):
+                results.append(future.result())
+                bar.update(1)
+    return results
+
+
+def _safe(func: Callable[..., JobResult], job: tuple) -> JobResult:
+    try:
+        return func(*job)
+    except (VideoDecodeError, OSError, ValueError, RuntimeError) as exc:
+        return JobResult(str(job[0]), "failed", str(exc))
+
+
+def find_videos(folder: str | os.PathLike[str]) -> list[Path]:
+    """Video files under ``folder`` (recursively), sorted."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"no such folder: {folder}")
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES)
+
+
+def _scaled_size(height: int, width: int, short_side: int | None) -> tuple[int, int]:
+    if not short_side:
+        return height, width
+    scale = short_side / min(height, width)
+    # Even sides: H.264 with 4:2:0 chroma needs them.
+    return max(2, round(height * scale / 2) * 2), max(2, round(width * scale / 2) * 2)
+
+
+def _iter_frames(path: Path, short_side: int | None) -> Iterable[np.ndarray]:
+    """Decode every frame in order (skipping undecodable packets), resized by the short side."""
+    import av
+
+    container = av.open(str(path))
+    try:
+        stream = container.streams.video[0]
+        size = None
+        for packet in container.demux(stream):
+            try:
+                frames = packet.decode()
+            except av.error.FFmpegError:
+                continue  # a damaged packet: keep what can be decoded
+            for frame in frames:
+                if size is None:
+                    size = _scaled_size(frame.height, frame.width, short_side)
+                if (frame.height, frame.width) != size:
+                    frame = frame.reformat(width=size[1], height=size[0])
+                yield frame.to_ndarray(format="rgb24")
+    finally:
+        container.close()
+
+
+def extract_frames(
+    video: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    short_side: int | None = None,
+    template: str = DEFAULT_FRAME_TEMPLATE,
+    quality: int = 95,
+) -> JobResult:
+    """Write every frame of ``video`` as JPEGs ``out_dir/img_00001.jpg...`` (atomic, resumable)."""
+    import torch
+    from torchvision.io import encode_jpeg
+
+    out_dir = Path(out_dir)
+    if out_dir.is_dir():
+        return JobResult(str(video), "skipped")
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".part", dir=out_dir.parent))
+    try:
+        count = 0
+        for count, rgb in enumerate(_iter_frames(Path(video), short_side), start=1):
+            data = encode_jpeg(torch.from_numpy(rgb).permute(2, 0, 1).contiguous(), quality=quality)
+            (tmp / template.format(count)).write_bytes(data.numpy().tobytes())
+        if count == 0:
+            raise VideoDecodeError(video, "no frame could be decoded")
+        os.replace(tmp, out_dir)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+    return JobResult(str(video), "done", f"{count} frames")
+
+
+def resize_video(
+    video: str | os.PathLike[str], out_path: str | os.PathLike[str], short_side: int = 256
+) -> JobResult:
+    """Re-encode ``video`` with its short side scaled to ``short_side`` (H.264, atomic, resumable)."""
+    out_path = Path(out_path)
+    if out_path.exists():
+        return JobResult(str(video), "skipped")
+    with open_video(video) as reader:
+        fps = reader.fps or 30.0
+    count = write_video(out_path, _iter_frames(Path(video), short_side), fps=fps)
+    return JobResult(str(video), "done", f"{count} frames")
+
+
+@dataclass
+class VideoCheck:
+    """What checking one video found; ``problem`` is empty for a good one."""
+
+    path: str
+    frames: int | None
+    claimed: int | None
+    problem: str = ""
+    repaired: bool = False
+
+
+def check_video(record: VideoRecord, full: bool = False, repair: bool = False) -> VideoCheck:
+    """Open ``record``, count its frames, decode a few (or, with ``full``, all) of them.
+
+    With ``repair``, a video file whose packets partly fail to decode is re-encoded from the
+    frames that do decode; the original is kept beside it as ``NAME.broken``.
+    """
+    check = VideoCheck(record.path, None, record.num_frames)
+    try:
+        with open_video(record.path) as reader:
+            check.frames = len(reader)
+            n = len(reader)
+            probe = range(n) if full else sorted({0, n // 2, n - 1})
+            for start in range(0, len(probe), 64):
+                reader.get_frames(list(probe[start : start + 64]))
+        if record.num_frames is not None and check.frames < record.num_frames:
+            check.problem = f"has {check.frames} frames, the list claims {record.num_frames}"
+    except VideoDecodeError as exc:
+        check.problem = exc.reason
+    if check.problem and repair and not record.is_frames and Path(record.path).is_file():
+        check.repaired = _repair(Path(record.path))
+    return check
+
+
+def _repair(path: Path) -> bool:
+    backup = path.with_name(path.name + ".broken")
+    try:
+        frames = list(_iter_frames(path, None))
+    except Exception:  # noqa: BLE001 - a file PyAV cannot even open cannot be repaired
+        return False
+    if not frames:
+        return False
+    shutil.copy2(path, backup)
+    codec = "libvpx-vp9" if path.suffix.lower() == ".webm" else "libx264"  # what the container takes
+    try:
+        write_video(path, frames, fps=_fps(path), codec=codec)
+    except Exception:  # noqa: BLE001 - the original stays in place, untouched
+        return False
+    return True
+
+
+def _fps(path: Path) -> float:
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            rate = container.streams.video[0].average_rate
+            return float(rate) if rate else 30.0
+    except Exception:  # noqa: BLE001
+        return 30.0
+
+
+def _check_job(record: VideoRecord, full: bool, repair: bool) -> JobResult:
+    check = check_video(record, full, repair)
+    return JobResult(record.path, "failed" if check.problem else "done", json.dumps(asdict(check)))
+
+
+def check_dataset(
+    records: Sequence[VideoRecord],
+    report: str | os.PathLike[str] | None = None,
+    full: bool = False,
+    repair: bool = False,
+    workers: int = 0,
+) -> list[VideoCheck]:
+    """Check every video of a dataset in parallel; write the problems to ``report`` (json)."""
+    results = run_jobs(_check_job, [(r, full, repair) for r in records], workers, "checking videos")
+    checks = []
+    for res in results:
+        if res.detail.startswith("{"):
+            checks.append(VideoCheck(**json.loads(res.detail)))
+        else:  # the job itself failed
+            checks.append(VideoCheck(res.source, None, None, res.detail))
+    checks.sort(key=lambda c: c.path)
+    if report is not None:
+        bad = [asdict(c) for c in checks if c.problem]
+        Path(report).write_text(json.dumps({"checked": len(checks), "problems": bad}, indent=1))
+    return checks
