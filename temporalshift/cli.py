@@ -22,16 +22,12 @@ class UsageError(ValueError):
 
 def _table(rows: list[dict[str, Any]], columns: list[tuple[str, str]]) -> str:
     """Plain aligned text table: ``columns`` is ``[(key, header), ...]``; numbers right-aligned."""
-    cells = [[h for _, h in columns]] + [
-        ["-" if r.get(k) is None else str(r[k]) for k, _ in columns] for r in rows
-    ]
+    cells = [[h for _, h in columns]] + [["-" if r.get(k) is None else str(r[k]) for k, _ in columns] for r in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
     numeric = [all(_is_number(r.get(k)) for r in rows) for k, _ in columns]
     lines = []
     for j, row in enumerate(cells):
-        parts = [
-            c.rjust(w) if num and j else c.ljust(w) for c, w, num in zip(row, widths, numeric, strict=True)
-        ]
+        parts = [c.rjust(w) if num and j else c.ljust(w) for c, w, num in zip(row, widths, numeric, strict=True)]
         lines.append("  ".join(parts).rstrip())
         if j == 0:
             lines.append("  ".join("-" * w for w in widths))
@@ -171,9 +167,7 @@ def cmd_prepare_digits(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="tsm", description="Video action recognition with the Temporal Shift Module."
-    )
+    parser = argparse.ArgumentParser(prog="tsm", description="Video action recognition with the Temporal Shift Module.")
     parser.add_argument("--version", action="version", version=f"temporalshift {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")

@@ -52,9 +52,7 @@ def _tsm_executable() -> str:
 
 def test_installed_entry_point_runs():
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    out = subprocess.run(
-        [_tsm_executable(), "models", "--json"], capture_output=True, text=True, env=env, timeout=300
-    )
+    out = subprocess.run([_tsm_executable(), "models", "--json"], capture_output=True, text=True, env=env, timeout=300)
     assert out.returncode == 0, out.stderr
     assert {r["name"] for r in json.loads(out.stdout)} >= {"tsm_r50_1x1x8_k400", "tsn_r50_1x1x8_k400"}
     version = subprocess.run([_tsm_executable(), "--version"], capture_output=True, text=True)

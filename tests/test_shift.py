@@ -81,9 +81,7 @@ def test_inplace_equals_naive_forward_and_backward(direction, padding):
     (g_naive,) = torch.autograd.grad(naive, x, g)
     (g_inplace,) = torch.autograd.grad(inplace, x, g)
     assert torch.equal(g_naive, g_inplace)
-    assert torch.autograd.gradcheck(
-        lambda t: temporal_shift(t.clone(), 5, 4, direction, padding, inplace=True), (x,)
-    )
+    assert torch.autograd.gradcheck(lambda t: temporal_shift(t.clone(), 5, 4, direction, padding, inplace=True), (x,))
     assert torch.autograd.gradcheck(lambda t: temporal_shift(t, 5, 4, direction, padding), (x,))
 
 

@@ -211,7 +211,9 @@ class VideoDataset(Dataset):
         self._fail_fast()
 
     @classmethod
-    def from_file(cls, annotations: str | os.PathLike[str], root: str | os.PathLike[str] | None = None, **kw) -> VideoDataset:
+    def from_file(
+        cls, annotations: str | os.PathLike[str], root: str | os.PathLike[str] | None = None, **kw
+    ) -> VideoDataset:
         """Build from an annotation file (see :func:`read_annotations`)."""
         return cls(read_annotations(annotations, root), **kw)
 
@@ -256,7 +258,7 @@ class VideoDataset(Dataset):
             rng = np.random.default_rng([self.seed, self.epoch, index, attempt])
             record = self.records[index]
             try:
-                frames, _ = self._read(record, lambda n: sample_train(n, self.sampling, rng))
+                frames, _ = self._read(record, lambda n, rng=rng: sample_train(n, self.sampling, rng))
             except (VideoDecodeError, IndexError, OSError) as exc:
                 self._report(record, exc)
                 index = int(rng.integers(len(self.records)))  # a replacement sample

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import bisect
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -23,6 +24,8 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 BACKENDS: tuple[str, ...] = ("pyav", "opencv", "decord", "frames")
+# A seek costs about as much as decoding a few frames (flush + restart at a keyframe).
+_SEEK_MARGIN = 4
 DEFAULT_FRAME_TEMPLATE = "img_{:05d}.jpg"
 
 
@@ -104,12 +107,15 @@ class PyAVReader(_ReaderBase):
     Args:
         path: a video file.
         threads: decoder threads (FFmpeg's own); 0 lets FFmpeg choose.
+        seek: jump to the keyframe before a wanted frame when that skips decoding (default);
+            ``False`` decodes every frame from the start, as decode-everything loaders do.
     """
 
-    def __init__(self, path: str | os.PathLike[str], threads: int = 1) -> None:
+    def __init__(self, path: str | os.PathLike[str], threads: int = 1, seek: bool = True) -> None:
         import av
 
         self.path = str(path)
+        self.seek = seek
         self._container = None
         _check_file(Path(path))
         try:
@@ -122,14 +128,15 @@ class PyAVReader(_ReaderBase):
         self._stream.thread_count = threads
         rate = self._stream.average_rate or self._stream.guessed_rate
         self.fps = float(rate) if rate else None
-        self._index_packets()
-        self._next = -1  # index of the frame the decoder would produce next (-1: unknown)
-        self._frames_iter = None
+        self._index_packets()  # ends with the container rewound to the first frame
+        self._frames_iter = self._container.decode(self._stream)
+        self._next = 0  # index of the frame the decoder produces next (-1: unknown)
 
     def _index_packets(self) -> None:
         import av
 
         pts, keys = [], []
+        self.damage: str | None = None  # set when the file is readable only up to some point
         try:
             for packet in self._container.demux(self._stream):
                 if packet.size == 0 or packet.pts is None:
@@ -140,13 +147,29 @@ class PyAVReader(_ReaderBase):
         except av.error.FFmpegError as exc:
             if not pts:
                 raise VideoDecodeError(self.path, f"cannot read packets ({_short(exc)})") from None
+            self.damage = f"unreadable after frame {len(pts)} ({_short(exc)}), the rest is lost"
         if not pts:
             raise VideoDecodeError(self.path, "no video frames")
         self._pts = sorted(set(pts))
         self._pos_of_pts = {p: i for i, p in enumerate(self._pts)}
         # Keyframe positions in presentation order; frame 0 is always a valid restart point.
         self._keyframes = sorted({0, *(self._pos_of_pts[k] for k in keys)})
+        self._check_length()
         self._container.seek(0, stream=self._stream)
+
+    def _check_length(self) -> None:
+        """Flag a file whose packets stop well before the duration its header states."""
+        header = self._container.duration  # microseconds, when the container records it
+        found = self.duration
+        if self.damage or not header or found is None or len(self._pts) < 2:
+            return
+        header_s = header / 1_000_000
+        frame_s = found / len(self._pts)
+        if found < header_s - max(2 * frame_s, 0.05 * header_s):
+            self.damage = (
+                f"ends after {len(self._pts)} frames ({found:.2f} s) but its header says {header_s:.2f} s"
+                " (truncated or damaged)"
+            )
 
     def __len__(self) -> int:
         return len(self._pts)
@@ -176,10 +199,11 @@ class PyAVReader(_ReaderBase):
             for target in sorted(set(wanted)):
                 if target in found:
                     continue
-                key = self._keyframes[bisect.bisect_right(self._keyframes, target) - 1]
-                # Seek only when it skips decoding: the decoder is behind the keyframe, or past
-                # the target already.
-                if self._frames_iter is None or self._next < 0 or self._next > target or key > self._next:
+                key = self._keyframes[bisect.bisect_right(self._keyframes, target) - 1] if self.seek else 0
+                # Seek only when it pays: the decoder is past the target already, or the keyframe
+                # before the target is far enough ahead that jumping beats decoding up to it.
+                ahead = key - self._next
+                if self._next < 0 or self._next > target or ahead > _SEEK_MARGIN:
                     self._seek_to(key)
                 self._decode_until(target, found)
         except av.error.FFmpegError as exc:
@@ -339,22 +363,25 @@ class FrameFolderReader(_ReaderBase):
         return self._count
 
     def get_frames(self, indices: Sequence[int]) -> np.ndarray:
-        from torchvision.io import ImageReadMode, decode_image, read_file
+        from PIL import Image, UnidentifiedImageError
 
         wanted = self._check_indices(indices)
         cache: dict[int, np.ndarray] = {}
         for i in set(wanted):
             file = os.path.join(self.path, self.template.format(self.start_index + i))
             try:
-                cache[i] = decode_image(read_file(file), mode=ImageReadMode.RGB).permute(1, 2, 0).numpy()
-            except (RuntimeError, OSError) as exc:
+                with Image.open(file) as image:
+                    cache[i] = np.asarray(image.convert("RGB"))
+            except (UnidentifiedImageError, OSError) as exc:
                 raise VideoDecodeError(file, f"cannot decode image ({_short(exc)})") from None
         return np.stack([cache[i] for i in wanted])
 
 
 def _short(exc: BaseException) -> str:
+    """First line of an error, without the file name FFmpeg appends (the caller names the file)."""
     text = str(exc).strip().splitlines()
-    return text[0][:200] if text else type(exc).__name__
+    first = text[0] if text else type(exc).__name__
+    return re.sub(r"(\[Errno -?\d+\] )|(: '[^']*'$)", "", first)[:200]
 
 
 def open_video(

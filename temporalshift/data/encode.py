@@ -37,6 +37,7 @@ def write_video(
     fps: float = 30.0,
     codec: str = "libx264",
     crf: int = 18,
+    bit_rate: int | None = None,
     gop: int | None = None,
     pts: Iterable[int] | None = None,
     time_base: Fraction | None = None,
@@ -47,6 +48,8 @@ def write_video(
         fps: nominal frame rate.
         codec: an FFmpeg encoder PyAV ships (``libx264``, ``mpeg4``, ``libvpx-vp9``...).
         crf: quality for x264 (lower is better; 18 is visually lossless).
+        bit_rate: target bits per second for the other encoders. FFmpeg's own ``mpeg4`` encoder
+            is bit-exact from run to run, which x264 (in-process, via PyAV) was not always here.
         gop: keyframe interval in frames (``None``: the encoder's default).
         pts: explicit presentation times in ``time_base`` units, for variable frame rate.
         time_base: the stream time base when ``pts`` are given (default 1/1000 s).
@@ -71,6 +74,8 @@ def write_video(
                     stream.pix_fmt = "yuv420p"
                     if codec == "libx264":
                         stream.options = {"crf": str(crf)}
+                    elif bit_rate:
+                        stream.bit_rate = bit_rate
                     if gop is not None:
                         stream.codec_context.gop_size = gop
                         if codec == "libx264":

@@ -88,7 +88,14 @@ def _iter_frames(path: Path, short_side: int | None) -> Iterable[np.ndarray]:
     try:
         stream = container.streams.video[0]
         size = None
-        for packet in container.demux(stream):
+        packets = container.demux(stream)
+        while True:
+            try:
+                packet = next(packets)
+            except StopIteration:
+                break
+            except av.error.FFmpegError:
+                break  # the demuxer lost its way: keep what came before
             try:
                 frames = packet.decode()
             except av.error.FFmpegError:
@@ -111,8 +118,7 @@ def extract_frames(
     quality: int = 95,
 ) -> JobResult:
     """Write every frame of ``video`` as JPEGs ``out_dir/img_00001.jpg...`` (atomic, resumable)."""
-    import torch
-    from torchvision.io import encode_jpeg
+    from PIL import Image
 
     out_dir = Path(out_dir)
     if out_dir.is_dir():
@@ -122,8 +128,7 @@ def extract_frames(
     try:
         count = 0
         for count, rgb in enumerate(_iter_frames(Path(video), short_side), start=1):
-            data = encode_jpeg(torch.from_numpy(rgb).permute(2, 0, 1).contiguous(), quality=quality)
-            (tmp / template.format(count)).write_bytes(data.numpy().tobytes())
+            Image.fromarray(rgb).save(tmp / template.format(count), quality=quality)
         if count == 0:
             raise VideoDecodeError(video, "no frame could be decoded")
         os.replace(tmp, out_dir)
@@ -133,9 +138,7 @@ def extract_frames(
     return JobResult(str(video), "done", f"{count} frames")
 
 
-def resize_video(
-    video: str | os.PathLike[str], out_path: str | os.PathLike[str], short_side: int = 256
-) -> JobResult:
+def resize_video(video: str | os.PathLike[str], out_path: str | os.PathLike[str], short_side: int = 256) -> JobResult:
     """Re-encode ``video`` with its short side scaled to ``short_side`` (H.264, atomic, resumable)."""
     out_path = Path(out_path)
     if out_path.exists():
@@ -167,11 +170,12 @@ def check_video(record: VideoRecord, full: bool = False, repair: bool = False) -
     try:
         with open_video(record.path) as reader:
             check.frames = len(reader)
+            check.problem = getattr(reader, "damage", None) or ""
             n = len(reader)
             probe = range(n) if full else sorted({0, n // 2, n - 1})
             for start in range(0, len(probe), 64):
                 reader.get_frames(list(probe[start : start + 64]))
-        if record.num_frames is not None and check.frames < record.num_frames:
+        if not check.problem and record.num_frames is not None and check.frames < record.num_frames:
             check.problem = f"has {check.frames} frames, the list claims {record.num_frames}"
     except VideoDecodeError as exc:
         check.problem = exc.reason

@@ -66,7 +66,7 @@ def _digits() -> np.ndarray:
 
 
 def _trajectory(label: int, frames: int, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
-    """Per-frame (dx, dy, angle, scale) for ``label``; odd labels replay their partner reversed."""
+    """Per-frame (dx, dy, angle, scale) of the even (forward) member of ``label``'s pair."""
     t = np.linspace(-0.5, 0.5, frames)
     cx, cy = rng.uniform(-0.25, 0.25, size=2)
     angle0 = rng.uniform(-0.4, 0.4)
@@ -84,14 +84,16 @@ def _trajectory(label: int, frames: int, rng: np.random.Generator) -> tuple[np.n
     else:  # approaching: grows (partner: receding)
         grow = rng.uniform(0.5, 0.9)
         scale = scale0 * np.exp(grow * 2 * t) * 0.8
-    params = [dx, dy, angle, scale]
-    if label % 2 == 1:
-        params = [p[::-1].copy() for p in params]
-    return tuple(params)
+    return dx, dy, angle, scale
 
 
 def render_clip(digit: np.ndarray, label: int, frames: int, size: int, rng: np.random.Generator) -> np.ndarray:
-    """One clip of ``digit`` (an 8x8 image in [0, 1]) doing ``label``: uint8 ``(T, size, size, 3)``."""
+    """One clip of ``digit`` (an 8x8 image in [0, 1]) doing ``label``: uint8 ``(T, size, size, 3)``.
+
+    An odd label is its even partner's clip, drawn from the same random numbers, played backwards.
+    """
+    if label % 2 == 1:
+        return render_clip(digit, label - 1, frames, size, rng)[::-1].copy()
     dx, dy, angle, scale = (torch.tensor(p, dtype=torch.float32) for p in _trajectory(label, frames, rng))
     # Inverse affine map (output -> digit coordinates); the digit fills ~40% of the canvas at scale 1.
     zoom = 1.0 / (0.4 * scale)
@@ -147,7 +149,9 @@ def make_moving_digits(
             rng = np.random.default_rng([config.seed, SPLITS.index(split), label, i])
             pool = pools[split]
             digit = pool[int(rng.integers(len(pool)))]
-            write_video(path, render_clip(digit, label, config.frames, config.size, rng), fps=config.fps)
+            clip = render_clip(digit, label, config.frames, config.size, rng)
+            # mpeg4: bit-exact from run to run, so the dataset is the same on every machine.
+            write_video(path, clip, fps=config.fps, codec="mpeg4", bit_rate=1_000_000)
         if bar is not None:
             bar.update(1)
     if bar is not None:

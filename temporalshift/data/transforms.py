@@ -188,6 +188,8 @@ class TestTransform:
             and center, each also flipped) or ``"full"`` (the whole resized frame).
     """
 
+    __test__ = False  # not a pytest test class, despite its name
+
     size: int = 224
     resize_short: int | None = 256
     crops: str = "center"

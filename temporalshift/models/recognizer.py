@@ -76,15 +76,13 @@ class Recognizer(nn.Module):
         self.num_segments = num_segments
         self.partial_bn = partial_bn
         # Shifts, non-local blocks and temporal pooling tie the model to clips of T frames.
-        self.temporal = any(
-            isinstance(m, (TemporalShift, NonLocalBlock)) for m in backbone.modules()
-        ) or bool(getattr(backbone, "temporal_pool", False))
+        self.temporal = any(isinstance(m, (TemporalShift, NonLocalBlock)) for m in backbone.modules()) or bool(
+            getattr(backbone, "temporal_pool", False)
+        )
 
     def forward(self, clip: Tensor) -> Tensor:
         if clip.dim() != 5:
-            raise ValueError(
-                f"expected a clip batch (N, T, C, H, W), got a tensor of shape {tuple(clip.shape)}"
-            )
+            raise ValueError(f"expected a clip batch (N, T, C, H, W), got a tensor of shape {tuple(clip.shape)}")
         if self.temporal and clip.shape[1] != self.num_segments:
             raise ValueError(
                 f"this model models time over clips of {self.num_segments} frames, "

@@ -163,9 +163,7 @@ ZOO: dict[str, ModelSpec] = {
         non_local="embedded_gaussian",
         test_clips=2,
         test_crops=10,
-        **_k400(
-            74.34, 91.23, "8 clips x 10 crop", _mma(_NL.format("embedded-gaussian"), "20220831-35eddb57")
-        ),
+        **_k400(74.34, 91.23, "8 clips x 10 crop", _mma(_NL.format("embedded-gaussian"), "20220831-35eddb57")),
     ),
     "tsm_mobilenetv2_1x1x8_k400": ModelSpec(
         description="TSM MobileNetV2, 8 uniform segments, Kinetics-400",
@@ -191,9 +189,7 @@ ZOO: dict[str, ModelSpec] = {
             74.38,
             91.71,
             "16 clips x 10 crop",
-            _mma(
-                "tsm_imagenet-pretrained-mobileone-s4_8xb16-1x1x16-50e_kinetics400-rgb", "20230825-a7f8876b"
-            ),
+            _mma("tsm_imagenet-pretrained-mobileone-s4_8xb16-1x1x16-50e_kinetics400-rgb", "20230825-a7f8876b"),
         ),
     ),
     "tsm_r50_1x1x8_sthv2": ModelSpec(

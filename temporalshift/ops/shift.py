@@ -58,9 +58,7 @@ def _check(x: Tensor, num_segments: int, shift_div: int, direction: str, padding
             "feed whole clips of num_segments frames"
         )
     if x.shape[1] < shift_div:
-        raise ValueError(
-            f"{x.shape[1]} channels cannot be shifted with shift_div={shift_div} (fold would be 0)"
-        )
+        raise ValueError(f"{x.shape[1]} channels cannot be shifted with shift_div={shift_div} (fold would be 0)")
 
 
 def _shift_copy(x5: Tensor, groups: list[_Group], padding: str) -> Tensor:
@@ -196,9 +194,7 @@ class TemporalShift(nn.Module):
         self.inplace = inplace
 
     def forward(self, x: Tensor) -> Tensor:
-        return temporal_shift(
-            x, self.num_segments, self.shift_div, self.direction, self.padding, self.inplace
-        )
+        return temporal_shift(x, self.num_segments, self.shift_div, self.direction, self.padding, self.inplace)
 
     def extra_repr(self) -> str:
         return (

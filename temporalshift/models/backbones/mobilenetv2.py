@@ -27,9 +27,7 @@ _SETTINGS: tuple[tuple[int, int, int, int], ...] = (
 
 
 def _conv_bn_relu6(cin: int, cout: int, kernel: int = 1, stride: int = 1, groups: int = 1) -> nn.Module:
-    return Conv2dNormActivation(
-        cin, cout, kernel_size=kernel, stride=stride, groups=groups, activation_layer=nn.ReLU6
-    )
+    return Conv2dNormActivation(cin, cout, kernel_size=kernel, stride=stride, groups=groups, activation_layer=nn.ReLU6)
 
 
 class InvertedResidual(nn.Module):

@@ -67,9 +67,7 @@ def _fuse(kernel: Tensor, bn: nn.BatchNorm2d) -> tuple[Tensor, Tensor]:
 class MobileOneBlock(nn.Module):
     """Sum of k x k conv-BN branches, a 1x1 conv-BN "scale" branch and a BN identity branch."""
 
-    def __init__(
-        self, cin: int, cout: int, kernel: int, stride: int, groups: int, branches: int, se: bool
-    ) -> None:
+    def __init__(self, cin: int, cout: int, kernel: int, stride: int, groups: int, branches: int, se: bool) -> None:
         super().__init__()
         self.cin, self.cout, self.kernel, self.stride, self.groups = cin, cout, kernel, stride, groups
         self.padding = kernel // 2
