@@ -81,3 +81,11 @@ def test_unknown_backend():
     with pytest.raises(ValueError, match="unknown video backend"):
         open_video("x.mp4", "gstreamer")
     assert "pyav" in BACKENDS
+
+
+def test_opencv_survives_a_header_that_overcounts(numbered_videos):
+    with open_video(numbered_videos["mp4"], "opencv") as reader:
+        reader._count = NUM_FRAMES + 20  # what a wrong container header looks like to OpenCV
+        frames = reader.get_frames([10, NUM_FRAMES + 5])
+        assert [read_frame_number(f) for f in frames] == [10, NUM_FRAMES - 1]  # clamped to the end
+        assert len(reader) == NUM_FRAMES  # and the true length is learnt

@@ -29,7 +29,7 @@ def _check_loadable(written, root):
     assert ds[0] is not None  # the list points at real, decodable videos
 
 
-@pytest.mark.parametrize("name", ["kinetics400", "kinetics700"])
+@pytest.mark.parametrize("name", ["kinetics400", "kinetics600", "kinetics700"])
 def test_kinetics(tmp_path, numbered_videos, name):
     root = tmp_path / name
     (root / "annotations").mkdir(parents=True)
