@@ -287,9 +287,13 @@ class OpenCVReader(_ReaderBase):
         if last is None:
             raise VideoDecodeError(self.path, "no frame could be decoded")
         if len(found) < len(targets):
-            # The header over-counted: the video ends early. Learn the true length, keep the
-            # last frame for the indices past the end.
+            # The header over-counted: the video ends early. Learn the true length and give the
+            # indices past the end its last frame.
             self._count = pos
+            self._cap.set(cv2.CAP_PROP_POS_FRAMES, pos - 1)
+            ok, bgr = self._cap.read()
+            if ok:
+                last = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
             for t in targets:
                 found.setdefault(t, last)
         return np.stack([found[i] for i in wanted])
