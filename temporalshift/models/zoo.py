@@ -77,6 +77,7 @@ class ModelSpec:
     shift_padding: str = "zero"
     temporal_pool: bool = False
     non_local: str | None = None  # "dot_product" | "gaussian" | "embedded_gaussian"
+    width: int = 64  # ResNet base width (64 = the published models)
     dropout: float = 0.5
     input_size: int = 224
     mean: tuple[float, float, float] = IMAGENET_MEAN
@@ -310,10 +311,11 @@ def build_backbone(spec: ModelSpec) -> nn.Module:
             temporal_pool=spec.temporal_pool,
             non_local=_non_local_pattern(depth) if spec.non_local else None,
             non_local_mode=spec.non_local or "embedded_gaussian",
+            base_width=spec.width,
             **shift,
         )
-    if spec.temporal_pool or spec.non_local:
-        raise ValueError("temporal_pool and non_local are only available for ResNet backbones")
+    if spec.temporal_pool or spec.non_local or spec.width != 64:
+        raise ValueError("temporal_pool, non_local and width are only available for ResNet backbones")
     if spec.backbone == "mobilenetv2":
         return MobileNetV2(**shift)
     return MobileOne(spec.backbone.split("_", 1)[1], **shift)

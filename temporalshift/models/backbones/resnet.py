@@ -120,6 +120,8 @@ class ResNet(nn.Module):
         non_local: per stage, a 0/1 flag for each block after which a non-local block is
             inserted, e.g. ``((0, 0, 0), (1, 0, 1, 0), (1, 0, 1, 0, 1, 0), (0, 0, 0))``.
         non_local_mode: ``"dot_product"``, ``"gaussian"`` or ``"embedded_gaussian"``.
+        base_width: channels of the stem and ``layer1`` (64 in every published ResNet; smaller
+            widths make the fast models of the built-in demo and the tests).
 
     >>> import torch
     >>> net = ResNet(18, num_segments=4)
@@ -139,6 +141,7 @@ class ResNet(nn.Module):
         temporal_pool: bool = False,
         non_local: Sequence[Sequence[int]] | None = None,
         non_local_mode: str = "embedded_gaussian",
+        base_width: int = 64,
     ) -> None:
         super().__init__()
         if depth not in RESNET_DEPTHS:
@@ -150,16 +153,17 @@ class ResNet(nn.Module):
         self.depth = depth
         self.num_segments = num_segments
         self.temporal_pool = temporal_pool
-        self.inplanes = 64
-        self.conv1 = nn.Conv2d(3, 64, kernel_size=7, stride=2, padding=3, bias=False)
-        self.bn1 = nn.BatchNorm2d(64)
+        w = base_width
+        self.inplanes = w
+        self.conv1 = nn.Conv2d(3, w, kernel_size=7, stride=2, padding=3, bias=False)
+        self.bn1 = nn.BatchNorm2d(w)
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
-        self.layer1 = self._make_layer(block, 64, stage_blocks[0], 1)
-        self.layer2 = self._make_layer(block, 128, stage_blocks[1], 2)
-        self.layer3 = self._make_layer(block, 256, stage_blocks[2], 2)
-        self.layer4 = self._make_layer(block, 512, stage_blocks[3], 2)
-        self.out_channels = 512 * block.expansion
+        self.layer1 = self._make_layer(block, w, stage_blocks[0], 1)
+        self.layer2 = self._make_layer(block, 2 * w, stage_blocks[1], 2)
+        self.layer3 = self._make_layer(block, 4 * w, stage_blocks[2], 2)
+        self.layer4 = self._make_layer(block, 8 * w, stage_blocks[3], 2)
+        self.out_channels = 8 * w * block.expansion
         self._init_weights()
 
         if shift_every is None:
