@@ -166,6 +166,62 @@ def cmd_prepare_digits(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Train TSM and TSN on the built-in moving digits and compare them."""
+    from temporalshift.engine.demo import format_table, main
+
+    results = main(args.out, args.quick, args.json, args.set)
+    if args.json:
+        print(json.dumps(results, indent=2))
+    else:
+        print()
+        print(format_table(results))
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """Train a recipe (a YAML path or a bundled name) on one process or under torchrun."""
+    from temporalshift.engine.config import load_config
+    from temporalshift.engine.train import train
+
+    overrides = list(args.set)
+    if args.load_from:
+        overrides.append(f"model.load_from={args.load_from}")
+    if args.work_dir:
+        overrides.append(f"runtime.work_dir={args.work_dir}")
+    cfg = load_config(args.config, overrides)
+    result = train(cfg, resume=args.resume, auto_scale_lr=args.auto_scale_lr)
+    best = f"{100 * result.best_top1:.2f}%" if result.best_top1 is not None else "-"
+    print(f"done in {result.seconds:.0f} s: best val top-1 {best}; checkpoints and logs in {result.work_dir}")
+    return 0
+
+
+def cmd_test(args: argparse.Namespace) -> int:
+    """Evaluate a checkpoint with the recipe's (or the given) test protocol."""
+    from temporalshift.engine.config import load_config
+    from temporalshift.engine.evaluate import run_test
+
+    cfg = load_config(args.config, args.set)
+    twice = {"on": True, "off": False}.get(args.twice_sample)
+    result = run_test(cfg, args.checkpoint, clips=args.clips, crops=args.crops, twice=twice, dump=args.dump)
+    summary = result.summary()
+    if args.json:
+        print(json.dumps({**summary, "per_class_accuracy": result.per_class_accuracy}, indent=2))
+        return 0
+    print(
+        f"{summary['num_videos']} videos x {summary['views_per_video']} views: "
+        f"top-1 {100 * result.top1:.2f}%  top-5 {100 * result.top5:.2f}%  "
+        f"mean class accuracy {100 * result.mean_class_accuracy:.2f}%"
+    )
+    if result.skipped:
+        print(f"{len(result.skipped)} unreadable video(s) left out:")
+        for video, reason in list(result.skipped.items())[:10]:
+            print(f"  {video}: {reason}")
+    if args.dump:
+        print(f"per-video scores: {args.dump}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tsm", description="Video action recognition with the Temporal Shift Module.")
     parser.add_argument("--version", action="version", version=f"temporalshift {__version__}")
@@ -177,6 +233,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("pattern", nargs="?", help="shell-style filter, e.g. 'tsm_r50_*'")
     p.add_argument("--json", action="store_true", help="print a JSON list")
     p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("demo", help="train TSM and TSN on built-in moving digits and compare (~3 min)")
+    p.add_argument("--out", default="runs/demo", help="where runs and checkpoints go")
+    p.add_argument("--quick", action="store_true", help="a smaller dataset and fewer epochs (~1 min)")
+    p.add_argument("--json", action="store_true", help="print the results as JSON (fractions 0..1)")
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override the demo config")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("train", help="train a recipe (YAML or bundled name); torchrun for many GPUs")
+    p.add_argument("config", help="a YAML recipe or a bundled name, e.g. tsm_r50_1x1x8_k400")
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="e.g. optim.lr=0.01 data.batch_size=8")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
+    p.add_argument("--auto-scale-lr", action="store_true", help="scale lr linearly to the total batch size")
+    p.add_argument("--load-from", metavar="CKPT", help="fine-tune from a checkpoint (new classifier if needed)")
+    p.add_argument("--work-dir", help="where checkpoints and logs go (default: runtime.work_dir)")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("test", help="evaluate a checkpoint with the published test protocol")
+    p.add_argument("config", help="the recipe the checkpoint was trained with")
+    p.add_argument("checkpoint")
+    p.add_argument("--clips", type=int, help="clips per video (default: the recipe's / zoo's)")
+    p.add_argument("--crops", choices=["center", "three", "ten", "full"], help="crops per clip")
+    p.add_argument("--twice-sample", choices=["on", "off"], help="add the segment-start clips")
+    p.add_argument("--dump", help="write per-video scores to a .json or .pkl file")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE")
+    p.set_defaults(func=cmd_test)
 
     _add_prepare(sub)
     return parser

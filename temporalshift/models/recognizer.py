@@ -75,6 +75,7 @@ class Recognizer(nn.Module):
         self.num_classes = num_classes
         self.num_segments = num_segments
         self.partial_bn = partial_bn
+        self.channels_last = False  # feed the backbone NHWC frames (set with model.to(memory_format=...))
         # Shifts, non-local blocks and temporal pooling tie the model to clips of T frames.
         self.temporal = any(isinstance(m, (TemporalShift, NonLocalBlock)) for m in backbone.modules()) or bool(
             getattr(backbone, "temporal_pool", False)
@@ -88,7 +89,10 @@ class Recognizer(nn.Module):
                 f"this model models time over clips of {self.num_segments} frames, "
                 f"got clips of {clip.shape[1]}; sample {self.num_segments} frames per clip"
             )
-        features = self.backbone(clip.flatten(0, 1))
+        frames = clip.flatten(0, 1)
+        if self.channels_last:
+            frames = frames.contiguous(memory_format=torch.channels_last)
+        features = self.backbone(frames)
         return self.head(features, clip.shape[0])
 
     def train(self, mode: bool = True) -> Recognizer:

@@ -84,8 +84,10 @@ class ModelSpec:
     std: tuple[float, float, float] = IMAGENET_STD
     labels: str = "kinetics400"
     sampling: str = "segment"  # "segment" (TSN uniform, "1x1xN") | "dense"
+    # The published test protocol: clips per video (x2 with twice_sample) x crops per clip.
     test_clips: int = 1
-    test_crops: int = 1
+    twice_sample: bool = False
+    test_crops: str = "center"  # "center" | "three" | "ten" | "full"
     published: Published | None = None
     weights: Weights | None = None
     description: str = ""
@@ -104,7 +106,9 @@ def _k400(top1: float, top5: float, protocol: str, url: str, **kw: Any) -> dict[
 
 
 def _sth(top1: float, top5: float, protocol: str, url: str, **kw: Any) -> dict[str, Any]:
-    return _k400(top1, top5, protocol, url, num_classes=174, labels="sthv2", test_crops=3, **kw)
+    return _k400(
+        top1, top5, protocol, url, num_classes=174, labels="sthv2", twice_sample=True, test_crops="three", **kw
+    )
 
 
 def _mma(config: str, stamp: str) -> str:
@@ -117,15 +121,15 @@ _NL = "tsm_imagenet-pretrained-r50-nl-{}_8xb16-1x1x8-50e_kinetics400-rgb"
 ZOO: dict[str, ModelSpec] = {
     "tsm_r50_1x1x8_k400": ModelSpec(
         description="TSM ResNet-50, 8 uniform segments, Kinetics-400 (50 epochs)",
-        test_clips=2,
-        test_crops=10,
+        twice_sample=True,
+        test_crops="ten",
         **_k400(73.18, 90.56, "8 clips x 10 crop", _mma(_R50_K400, "20220831-64d69186")),
     ),
     "tsm_r50_1x1x16_k400": ModelSpec(
         description="TSM ResNet-50, 16 uniform segments, Kinetics-400",
         num_segments=16,
-        test_clips=2,
-        test_crops=10,
+        twice_sample=True,
+        test_crops="ten",
         **_k400(
             75.12,
             91.55,
@@ -137,7 +141,7 @@ ZOO: dict[str, ModelSpec] = {
         description="TSM ResNet-50, 8 frames by dense sampling (stride 8), Kinetics-400",
         sampling="dense",
         test_clips=10,
-        test_crops=10,
+        test_crops="ten",
         **_k400(
             73.38,
             90.78,
@@ -148,29 +152,29 @@ ZOO: dict[str, ModelSpec] = {
     "tsm_r50_nl_dot_1x1x8_k400": ModelSpec(
         description="TSM ResNet-50 with dot-product non-local blocks, Kinetics-400",
         non_local="dot_product",
-        test_clips=2,
-        test_crops=10,
+        twice_sample=True,
+        test_crops="ten",
         **_k400(74.49, 91.15, "8 clips x 10 crop", _mma(_NL.format("dot-product"), "20220831-108bfde5")),
     ),
     "tsm_r50_nl_gauss_1x1x8_k400": ModelSpec(
         description="TSM ResNet-50 with gaussian non-local blocks, Kinetics-400",
         non_local="gaussian",
-        test_clips=2,
-        test_crops=10,
+        twice_sample=True,
+        test_crops="ten",
         **_k400(73.66, 90.99, "8 clips x 10 crop", _mma(_NL.format("gaussian"), "20220831-7e54dacf")),
     ),
     "tsm_r50_nl_embgauss_1x1x8_k400": ModelSpec(
         description="TSM ResNet-50 with embedded-gaussian non-local blocks, Kinetics-400",
         non_local="embedded_gaussian",
-        test_clips=2,
-        test_crops=10,
+        twice_sample=True,
+        test_crops="ten",
         **_k400(74.34, 91.23, "8 clips x 10 crop", _mma(_NL.format("embedded-gaussian"), "20220831-35eddb57")),
     ),
     "tsm_mobilenetv2_1x1x8_k400": ModelSpec(
         description="TSM MobileNetV2, 8 uniform segments, Kinetics-400",
         backbone="mobilenetv2",
-        test_clips=2,
-        test_crops=3,
+        twice_sample=True,
+        test_crops="three",
         **_k400(
             68.71,
             88.32,
@@ -184,8 +188,8 @@ ZOO: dict[str, ModelSpec] = {
         num_segments=16,
         shift_segments=8,
         shift_place="block",
-        test_clips=2,
-        test_crops=10,
+        twice_sample=True,
+        test_crops="ten",
         **_k400(
             74.38,
             91.71,
@@ -195,7 +199,6 @@ ZOO: dict[str, ModelSpec] = {
     ),
     "tsm_r50_1x1x8_sthv2": ModelSpec(
         description="TSM ResNet-50, 8 uniform segments, Something-Something V2",
-        test_clips=2,
         **_sth(
             62.72,
             87.70,
@@ -206,7 +209,6 @@ ZOO: dict[str, ModelSpec] = {
     "tsm_r50_1x1x16_sthv2": ModelSpec(
         description="TSM ResNet-50, 16 uniform segments, Something-Something V2",
         num_segments=16,
-        test_clips=2,
         **_sth(
             64.16,
             88.61,
@@ -217,7 +219,6 @@ ZOO: dict[str, ModelSpec] = {
     "tsm_r101_1x1x8_sthv2": ModelSpec(
         description="TSM ResNet-101 (shift in every other block), 8 segments, Something-Something V2",
         backbone="resnet101",
-        test_clips=2,
         **_sth(
             63.70,
             88.28,
@@ -229,8 +230,6 @@ ZOO: dict[str, ModelSpec] = {
         description="TSM ResNet-50, 8 uniform segments, Something-Something V1",
         num_classes=174,
         labels="sthv1",
-        test_clips=1,
-        test_crops=1,
         published=Published(44.62, 75.51, "1 clip x 1 crop", "mmaction2 0.x model zoo"),
         weights=Weights(
             "https://download.openmmlab.com/mmaction/recognition/tsm/tsm_r50_1x1x8_50e_sthv1_rgb/"
@@ -241,16 +240,14 @@ ZOO: dict[str, ModelSpec] = {
     "tsn_r50_1x1x8_k400": ModelSpec(
         description="TSN ResNet-50 (TSM with shifts off), 8 uniform segments, Kinetics-400",
         shift_div=0,
-        test_clips=1,
-        test_crops=1,
         published=Published(68.8, None, "8 frames x 1 clip x 1 crop", "authors' README (TSN 8x1)"),
     ),
     "tsn_mobilenetv2_1x1x8_k400": ModelSpec(
         description="TSN MobileNetV2 (TSM with shifts off), 8 uniform segments, Kinetics-400",
         backbone="mobilenetv2",
         shift_div=0,
-        test_clips=2,
-        test_crops=3,
+        twice_sample=True,
+        test_crops="three",
     ),
 }
 

@@ -1,0 +1,76 @@
+"""Training checkpoints: written atomically, read with ``weights_only=True``, RNG included."""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+FORMAT = "temporalshift/1"
+_EPOCH_FILE = re.compile(r"epoch_(\d+)\.pt$")
+
+
+def save_atomic(obj: Any, path: str | os.PathLike[str]) -> None:
+    """``torch.save`` to a temporary file in the same folder, fsync, then rename onto ``path``.
+
+    A crash at any moment leaves either the old file or the new one, never half of one.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def rng_state() -> dict[str, Any]:
+    """Every random generator a training step touches, as plain tensors/tuples (weights_only-safe)."""
+    np_state = np.random.get_state()
+    state = {
+        "torch": torch.get_rng_state(),
+        "python": random.getstate(),
+        "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]],
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    name, keys, *rest = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), *rest))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def load_training_state(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """A checkpoint written by :func:`save_atomic` (refuses anything that is not plain data)."""
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if state.get("format") != FORMAT:
+        raise ValueError(f"{path} is not a temporalshift training checkpoint")
+    return state
+
+
+def epoch_checkpoints(work_dir: str | os.PathLike[str]) -> list[Path]:
+    """``epoch_NNN.pt`` files of a run, oldest first."""
+    found = [(int(m.group(1)), p) for p in Path(work_dir).glob("epoch_*.pt") if (m := _EPOCH_FILE.search(p.name))]
+    return [p for _, p in sorted(found)]
+
+
+def prune_checkpoints(work_dir: str | os.PathLike[str], keep: int) -> None:
+    for old in epoch_checkpoints(work_dir)[:-keep] if keep > 0 else []:
+        old.unlink()

@@ -1,0 +1,314 @@
+"""The training loop: one process or many (``torchrun``), AMP, clipping, schedules, resume.
+
+    tsm train tsm_r50_1x1x8_k400 --set data.root=data/k400 data.batch_size=16
+    torchrun --nproc_per_node 8 -m temporalshift train tsm_r50_1x1x8_k400 --auto-scale-lr
+
+Every epoch writes ``epoch_NNN.pt`` (model, optimizer, scaler, RNG states, config) atomically,
+and ``best.pt`` when validation top-1 improves; ``--resume RUN_DIR`` restarts from the last one.
+Data order and augmentation are functions of (seed, epoch, index) and the RNG states are
+restored, so a resumed run repeats exactly the epochs an uninterrupted run would have run.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from temporalshift.data.datasets import BadVideoLog
+from temporalshift.engine.checkpoint import (
+    FORMAT,
+    epoch_checkpoints,
+    load_training_state,
+    prune_checkpoints,
+    rng_state,
+    save_atomic,
+    set_rng_state,
+)
+from temporalshift.engine.config import Config, save_config
+from temporalshift.engine.data import build_loaders, ensure_builtin_data
+from temporalshift.engine.distributed import DistInfo, barrier, cleanup, init_distributed, mean_across
+from temporalshift.engine.evaluate import _autocast, evaluate
+from temporalshift.engine.logs import RunLog, plot_curves
+from temporalshift.engine.optim import build_optimizer, lr_factor, set_lr
+from temporalshift.models.checkpoints import extract_state_dict, read_checkpoint
+from temporalshift.models.recognizer import Recognizer
+from temporalshift.models.zoo import create_model
+
+
+@dataclass
+class TrainResult:
+    work_dir: Path
+    best_top1: float | None
+    last_checkpoint: Path
+    best_checkpoint: Path | None
+    history: list[dict[str, Any]] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def build_model(cfg: Config) -> Recognizer:
+    """The zoo model the recipe names, with its overrides, partial BN and fine-tuning weights."""
+    model = create_model(cfg.model.name, num_classes=cfg.model.num_classes, **cfg.model.overrides)
+    model.set_partial_bn(cfg.model.partial_bn)
+    if cfg.model.load_from:
+        load_for_finetuning(model, cfg.model.load_from)
+    return model
+
+
+def load_for_finetuning(model: Recognizer, path: str) -> None:
+    """Load every weight of ``path`` but a classifier of another size, which stays newly initialised."""
+    state = extract_state_dict(read_checkpoint(path))
+    own = model.state_dict()
+    head = [k for k in state if k.startswith("head.fc.") and k in own and state[k].shape != own[k].shape]
+    for k in head:
+        del state[k]
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    wrong = [k for k in missing if not (head and k.startswith("head.fc."))]
+    if wrong or unexpected:
+        raise ValueError(
+            f"{path} does not fit {type(model).__name__}: missing {wrong[:5]}, unexpected {unexpected[:5]}"
+        )
+
+
+def _work_dir(cfg: Config) -> Path:
+    return Path(cfg.runtime.work_dir.format(model=cfg.model.name))
+
+
+def _seed_everything(seed: int, deterministic: bool) -> None:
+    import random
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if deterministic:
+        import os
+
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+
+
+def train(cfg: Config, resume: str | Path | None = None, auto_scale_lr: bool = False) -> TrainResult:
+    """Train ``cfg`` (optionally resuming the run in ``resume``); returns where it all went."""
+    info = init_distributed(cfg.runtime.device)
+    try:
+        return _train(cfg, info, resume, auto_scale_lr)
+    finally:
+        cleanup(info)
+
+
+def _train(cfg: Config, info: DistInfo, resume: str | Path | None, auto_scale_lr: bool) -> TrainResult:
+    start_time = time.time()
+    rt = cfg.runtime
+    if rt.threads:
+        torch.set_num_threads(rt.threads)
+    if rt.amp == "fp16" and info.device.type != "cuda":
+        raise ValueError("runtime.amp=fp16 needs a GPU; use bf16 on the CPU")
+    if rt.amp not in ("none", "bf16", "fp16"):
+        raise ValueError(f"runtime.amp must be none, bf16 or fp16, got {rt.amp!r}")
+    if info.is_main:
+        cfg = ensure_builtin_data(cfg)
+    barrier(info)
+    if not info.is_main:
+        cfg = ensure_builtin_data(cfg)  # already generated: just resolves the paths
+    work_dir = Path(resume) if resume else _work_dir(cfg)
+    state = None
+    if resume:
+        found = epoch_checkpoints(work_dir)
+        if not found:
+            raise FileNotFoundError(f"nothing to resume in {work_dir}: no epoch_*.pt checkpoint")
+        state = load_training_state(found[-1])
+    if info.is_main:
+        work_dir.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, work_dir / "config.yaml")
+    _seed_everything(rt.seed + info.rank, rt.deterministic)
+
+    model = build_model(cfg)
+    spec = model.spec
+    frames = cfg.data.sampling
+    if frames is not None:
+        from temporalshift.data.sampling import SamplingSpec
+
+        per_clip = SamplingSpec.parse(frames).frames_per_clip
+        if model.temporal and per_clip != model.num_segments:
+            raise ValueError(f"data.sampling {frames} gives {per_clip} frames, the model needs {model.num_segments}")
+    model.to(info.device)
+    if rt.channels_last:
+        model.to(memory_format=torch.channels_last)
+        model.channels_last = True
+    barrier(info)  # the work dir exists for every rank from here on
+    bad = BadVideoLog(work_dir / "bad_videos.tsv")
+    if info.is_main and not resume:
+        bad.clear()
+    loaders = build_loaders(cfg, spec, info, bad)
+
+    total_batch = cfg.data.batch_size * info.world_size * cfg.optim.accumulate
+    lr = cfg.optim.lr * (total_batch / cfg.optim.ref_batch_size if auto_scale_lr else 1.0)
+    optimizer = build_optimizer(model, cfg.optim, lr)
+    scaler = torch.amp.GradScaler("cuda", enabled=rt.amp == "fp16")
+    start_epoch, best, history = 0, None, []
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scaler.load_state_dict(state["scaler"])
+        start_epoch, best, history = state["epoch"] + 1, state["best_top1"], state["history"]
+        set_rng_state(state["rng"])
+    net: nn.Module = model
+    if info.enabled:
+        net = DistributedDataParallel(model, device_ids=[info.device.index] if info.device.type == "cuda" else None)
+    if rt.compile:
+        net = torch.compile(net)
+
+    log = RunLog(work_dir, enabled=info.is_main, tensorboard=rt.tensorboard)
+    if state is not None:
+        log.truncate_after(start_epoch)
+    steps_per_epoch = len(loaders.train)
+    if steps_per_epoch == 0:
+        raise ValueError(
+            f"the training set ({len(loaders.train_set)} videos) is smaller than one batch "
+            f"({cfg.data.batch_size} x {info.world_size} processes)"
+        )
+    if info.is_main:
+        print(
+            f"training {cfg.model.name} ({sum(p.numel() for p in model.parameters()):,} params) on "
+            f"{len(loaders.train_set)} videos, {info.world_size} process(es) on {info.device}, "
+            f"total batch {total_batch}, lr {lr:g}, {cfg.schedule.epochs} epochs -> {work_dir}",
+            flush=True,
+        )
+    last_ckpt = work_dir / "epoch_000.pt"
+    for epoch in range(start_epoch, cfg.schedule.epochs):
+        record = _train_epoch(net, model, loaders, optimizer, scaler, cfg, info, epoch, lr, steps_per_epoch, log)
+        val = None
+        if loaders.val is not None and ((epoch + 1) % rt.val_every == 0 or epoch + 1 == cfg.schedule.epochs):
+            val = evaluate(
+                net, loaders.val, info, model.num_classes, rt.average, rt.amp, rt.progress, desc=f"val {epoch + 1}"
+            )
+            record.update(val_top1=val.top1, val_top5=val.top5, val_mean_class=val.mean_class_accuracy)
+        improved = val is not None and (best is None or val.top1 > best)
+        if improved:
+            best = val.top1
+        record["best_top1"] = best
+        history.append(record)
+        if info.is_main:
+            log.write(record, step=epoch + 1)
+            print(_epoch_line(record, cfg.schedule.epochs), flush=True)
+            if bad.entries():
+                print(bad.summary(), flush=True)
+            ckpt = {
+                "format": FORMAT,
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scaler": scaler.state_dict(),
+                "epoch": epoch,
+                "best_top1": best,
+                "history": history,
+                "rng": rng_state(),
+                "config": cfg.to_dict(),
+                "model_name": cfg.model.name,
+            }
+            last_ckpt = work_dir / f"epoch_{epoch + 1:03d}.pt"
+            save_atomic(ckpt, last_ckpt)
+            if improved:
+                save_atomic({k: ckpt[k] for k in ("format", "model", "epoch", "best_top1", "config", "model_name")},
+                            work_dir / "best.pt")  # fmt: skip
+            prune_checkpoints(work_dir, rt.keep_checkpoints)
+        barrier(info)
+    if info.is_main:
+        log.close()
+        plot_curves(log.path, work_dir / "curves.png", title=cfg.model.name)
+    best_path = work_dir / "best.pt"
+    return TrainResult(
+        work_dir=work_dir,
+        best_top1=best,
+        last_checkpoint=last_ckpt,
+        best_checkpoint=best_path if best_path.exists() else None,
+        history=history,
+        seconds=time.time() - start_time,
+    )
+
+
+def _train_epoch(
+    net: nn.Module,
+    model: Recognizer,
+    loaders,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    cfg: Config,
+    info: DistInfo,
+    epoch: int,
+    base_lr: float,
+    steps_per_epoch: int,
+    log: RunLog,
+) -> dict[str, Any]:
+    """One pass over the training set; returns the epoch's summary record."""
+    rt, accumulate = cfg.runtime, cfg.optim.accumulate
+    loaders.train.sampler.set_epoch(epoch)
+    loaders.train_set.set_epoch(epoch)
+    net.train()
+    bar = None
+    if rt.progress and info.is_main:
+        from tqdm import tqdm
+
+        bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{cfg.schedule.epochs}", unit="it",
+                   dynamic_ncols=True, leave=False)  # fmt: skip
+    losses, clips, t0 = [], 0, time.time()
+    optimizer.zero_grad(set_to_none=True)
+    for i, (x, y) in enumerate(loaders.train):
+        step = epoch * steps_per_epoch + i
+        lr = base_lr * lr_factor(step, steps_per_epoch, cfg.schedule, base_lr)
+        set_lr(optimizer, lr)
+        x, y = x.to(info.device, non_blocking=True), y.to(info.device, non_blocking=True)
+        last_micro = (i + 1) % accumulate == 0 or i + 1 == steps_per_epoch
+        sync = nullcontext() if last_micro or not info.enabled else net.no_sync()
+        with sync:
+            with _autocast(info.device, rt.amp):
+                loss = F.cross_entropy(net(x), y, label_smoothing=cfg.optim.label_smoothing)
+            scaler.scale(loss / accumulate).backward()
+        if last_micro:
+            if cfg.optim.clip_grad:
+                scaler.unscale_(optimizer)
+                nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.clip_grad)
+            scaler.step(optimizer)
+            scaler.update()
+            optimizer.zero_grad(set_to_none=True)
+        value = loss.item()
+        if not math.isfinite(value):
+            raise RuntimeError(f"the loss became {value} at epoch {epoch + 1}, step {i}; lower optim.lr?")
+        losses.append(value)
+        clips += x.shape[0] * info.world_size
+        rate = clips / max(time.time() - t0, 1e-9)
+        if bar is not None:
+            bar.set_postfix(loss=f"{value:.3f}", lr=f"{lr:.2e}", clips_s=f"{rate:.1f}", refresh=False)
+            bar.update(1)
+        if rt.log_every and (i + 1) % rt.log_every == 0:
+            log.write({"kind": "train", "epoch": epoch, "epoch_float": epoch + (i + 1) / steps_per_epoch,
+                       "step": step + 1, "loss": value, "lr": lr, "clips_per_s": rate}, step=step + 1)  # fmt: skip
+    if bar is not None:
+        bar.close()
+    seconds = time.time() - t0
+    return {
+        "kind": "epoch",
+        "epoch": epoch,
+        "train_loss": mean_across(float(np.mean(losses)), info),
+        "lr": lr,
+        "seconds": seconds,
+        "clips_per_s": clips / max(seconds, 1e-9),
+    }
+
+
+def _epoch_line(r: dict[str, Any], epochs: int) -> str:
+    parts = [f"epoch {r['epoch'] + 1}/{epochs}", f"loss {r['train_loss']:.4f}", f"lr {r['lr']:.2e}"]
+    if r.get("val_top1") is not None:
+        parts.append(f"val top-1 {100 * r['val_top1']:.2f}% top-5 {100 * r['val_top5']:.2f}%")
+        parts.append(f"best {100 * r['best_top1']:.2f}%")
+    parts.append(f"{r['clips_per_s']:.1f} clips/s, {r['seconds']:.1f} s")
+    return "  ".join(parts)
