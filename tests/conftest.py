@@ -31,3 +31,53 @@ def numbered_videos(tmp_path_factory) -> dict[str, Path]:
     for i, frame in enumerate(numbered_frames(NUM_FRAMES), start=1):
         Image.fromarray(frame).save(out["frames"] / f"img_{i:05d}.jpg", quality=95)
     return out
+
+
+TINY_RECIPE = """
+model:
+  name: tsm_r50_1x1x8_k400
+  num_classes: 8
+  overrides: {{backbone: resnet18, width: 8, num_segments: 4, input_size: 32, dropout: 0.0}}
+data:
+  dataset: moving_digits
+  root: {root}
+  digits_per_class: [{train}, {val}, {test}]
+  sampling: 1x1x4
+  input_size: 32
+  resize_short: null
+  scales: [1.0, 0.875]
+  flip: 0.0
+  test_crops: center
+  batch_size: 8
+  workers: 0
+optim:
+  lr: 0.05
+  ref_batch_size: 8
+  fc_lr_mult: 1.0
+  fc_bias_lr_mult: 1.0
+schedule:
+  epochs: {epochs}
+  policy: cosine
+runtime:
+  work_dir: {work_dir}
+  threads: 1
+  log_every: 2
+  progress: false
+  keep_checkpoints: 2
+"""
+
+
+@pytest.fixture(scope="session")
+def tiny_recipe(tmp_path_factory):
+    """Write a tiny moving-digits recipe; returns a function of (work_dir, epochs, ...) -> YAML path."""
+    base = tmp_path_factory.mktemp("recipes")
+    data_root = base / "digits"
+
+    def make(work_dir, epochs=2, train=4, val=2, test=2, root=None):
+        path = base / f"recipe_{abs(hash((str(work_dir), epochs, train, val, test)))}.yaml"
+        text = TINY_RECIPE.format(root=root or (data_root / f"{train}_{val}_{test}"), train=train, val=val,
+                                  test=test, epochs=epochs, work_dir=work_dir)  # fmt: skip
+        path.write_text(text)
+        return path
+
+    return make

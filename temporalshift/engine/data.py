@@ -33,13 +33,13 @@ def ensure_builtin_data(cfg: Config) -> Config:
     gen = MovingDigitsConfig(train_per_class=train, val_per_class=val, test_per_class=test, seed=cfg.runtime.seed)
     root = Path(cfg.data.root) if cfg.data.root else cache_dir() / f"moving_digits_{train}_{val}_{test}_s{gen.seed}"
     paths = make_moving_digits(root, gen, progress=cfg.runtime.progress)
-    data = replace(
+    data = replace(  # lists the recipe names itself are kept
         cfg.data,
         root=str(root),
-        train_list=str(paths["train"]),
-        val_list=str(paths["val"]),
-        test_list=str(paths["test"]),
-        label_map=str(paths["classes"]),
+        train_list=cfg.data.train_list or str(paths["train"]),
+        val_list=cfg.data.val_list or str(paths["val"]),
+        test_list=cfg.data.test_list or str(paths["test"]),
+        label_map=cfg.data.label_map or str(paths["classes"]),
     )
     return replace(cfg, data=data)
 

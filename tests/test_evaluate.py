@@ -1,0 +1,64 @@
+"""Metrics and `tsm test`: views averaged per video, dumps, unreadable videos reported."""
+
+import json
+import pickle
+
+import numpy as np
+import pytest
+
+from temporalshift.cli import main
+from temporalshift.engine.evaluate import confusion_matrix, metrics, topk_accuracy
+
+
+def test_metrics_by_hand():
+    scores = np.array([[0.7, 0.2, 0.1], [0.1, 0.3, 0.6], [0.5, 0.4, 0.1], [0.2, 0.3, 0.5]])
+    labels = np.array([0, 1, 1, 2])
+    m = metrics(scores, labels, 3)
+    assert m["top1"] == 0.5  # videos 0 and 3
+    assert topk_accuracy(scores, labels, 2) == 1.0
+    assert m["per_class_accuracy"] == [1.0, 0.0, 1.0]
+    assert m["mean_class_accuracy"] == pytest.approx(2 / 3)
+    assert m["confusion"] == [[1, 0, 0], [1, 0, 1], [0, 0, 1]]
+    assert confusion_matrix(np.array([2]), np.array([0]), 3)[0, 2] == 1
+    assert metrics(np.ones((1, 4)), np.array([3]), 6)["per_class_accuracy"][5] is None  # absent class
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_recipe, tmp_path_factory):
+    work = tmp_path_factory.mktemp("trained")
+    recipe = tiny_recipe(work, epochs=1, train=4, val=2, test=3)
+    assert main(["train", str(recipe)]) == 0
+    return recipe, work / "epoch_001.pt"
+
+
+def test_cli_test_with_views_and_dumps(trained, tmp_path, capsys):
+    recipe, ckpt = trained
+    dump = tmp_path / "scores.json"
+    args = ["test", str(recipe), str(ckpt), "--clips", "2", "--twice-sample", "on", "--crops", "three"]
+    assert main([*args, "--dump", str(dump)]) == 0
+    out = capsys.readouterr().out
+    assert "24 videos x 12 views" in out and "top-1" in out  # 2 clips x 2 (twice) x 3 crops
+    data = json.loads(dump.read_text())
+    assert data["num_videos"] == 24 and len(data["videos"]) == 24 and len(data["confusion"]) == 8
+    assert data["classes"][0] == "moving left" and data["videos"][0]["video"].endswith(".mp4")
+    assert all(abs(sum(v["scores"]) - 1) < 1e-4 for v in data["videos"])  # averaged probabilities
+    assert main(["test", str(recipe), str(ckpt), "--dump", str(tmp_path / "s.pkl"), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["views_per_video"] == 2 and 0 <= summary["top1"] <= 1  # the zoo entry twice-samples
+    with open(tmp_path / "s.pkl", "rb") as f:
+        assert pickle.load(f)["num_videos"] == 24
+
+
+def test_unreadable_videos_are_reported_and_left_out(trained, tmp_path, capsys):
+    recipe, ckpt = trained
+    from temporalshift.engine.config import load_config
+
+    cfg = load_config(recipe)
+    root = cfg.data.root
+    lines = tmp_path / "test.txt"
+    good = open(f"{root}/test.txt").read().splitlines()[:3]
+    (tmp_path / "broken.mp4").write_text("not a video")
+    lines.write_text("\n".join([*[f"{root}/{g}" for g in good], f"{tmp_path}/broken.mp4 0"]) + "\n")
+    assert main(["test", str(recipe), str(ckpt), "--set", f"data.test_list={lines}"]) == 0
+    out = capsys.readouterr().out
+    assert "3 videos x 2 views" in out and "1 unreadable video(s) left out" in out and "broken.mp4" in out

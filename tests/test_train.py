@@ -1,0 +1,103 @@
+"""The training loop as a user runs it: `tsm train`, checkpoints, logs, resume after SIGKILL, fine-tuning."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+import temporalshift as ts
+from temporalshift.cli import main
+from temporalshift.engine.checkpoint import epoch_checkpoints, load_training_state
+from temporalshift.engine.config import load_config
+from temporalshift.engine.logs import read_log
+from temporalshift.engine.train import build_model
+
+
+def test_train_writes_checkpoints_logs_and_curves(tiny_recipe, tmp_path, capsys):
+    work = tmp_path / "run"
+    assert main(["train", str(tiny_recipe(work, epochs=3)), "--set", "runtime.val_every=1"]) == 0
+    out = capsys.readouterr().out
+    assert "epoch 3/3" in out and "val top-1" in out and f"checkpoints and logs in {work}" in out
+    assert [p.name for p in epoch_checkpoints(work)] == ["epoch_002.pt", "epoch_003.pt"]  # keep_checkpoints: 2
+    assert (work / "best.pt").exists() and (work / "config.yaml").exists() and (work / "curves.png").stat().st_size
+    assert list((work / "tensorboard").glob("events.out.tfevents.*"))
+    records = read_log(work / "log.jsonl")
+    epochs = [r for r in records if r["kind"] == "epoch"]
+    assert [r["epoch"] for r in epochs] == [0, 1, 2] and all("val_top1" in r for r in epochs)
+    assert any(r["kind"] == "train" and {"loss", "lr", "clips_per_s"} <= set(r) for r in records)
+    state = load_training_state(work / "epoch_003.pt")  # weights_only=True
+    assert state["epoch"] == 2 and set(state["rng"]) >= {"torch", "python", "numpy"}
+    assert state["config"]["model"]["overrides"]["width"] == 8
+    cfg = load_config(work / "config.yaml")
+    model = ts.create_model(cfg.model.name, num_classes=8, checkpoint=work / "best.pt", **cfg.model.overrides)
+    assert model(torch.zeros(1, 4, 3, 32, 32)).shape == (1, 8)
+    assert not list(work.glob(".*.part"))
+
+
+def _losses(work):
+    return [r["train_loss"] for r in read_log(work / "log.jsonl") if r["kind"] == "epoch"]
+
+
+def test_resume_after_sigkill_continues_the_same_curve(tiny_recipe, tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    recipe = tiny_recipe(straight, epochs=4, train=6)
+    cmd = [sys.executable, "-m", "temporalshift", "train"]
+    subprocess.run([*cmd, str(recipe)], check=True, env=env, capture_output=True, timeout=600)
+    recipe_k = tiny_recipe(killed, epochs=4, train=6)
+    proc = subprocess.Popen([*cmd, str(recipe_k)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline:  # wait until epoch 2 is under way, then kill -9 mid-epoch
+        log = killed / "log.jsonl"
+        if log.exists() and any(r.get("epoch") == 1 and r["kind"] == "train" for r in read_log(log)):
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    found = epoch_checkpoints(killed)
+    assert [p.name for p in found] == ["epoch_001.pt"]
+    for ckpt in killed.glob("*.pt"):  # whatever is there is whole
+        torch.load(ckpt, weights_only=True)
+    assert main(["train", str(recipe_k), "--resume", str(killed)]) == 0
+    assert [p.name for p in epoch_checkpoints(killed)] == ["epoch_003.pt", "epoch_004.pt"]
+    assert _losses(killed) == pytest.approx(_losses(straight), rel=1e-5)
+    assert len(_losses(killed)) == 4
+
+
+def test_resume_needs_a_checkpoint(tiny_recipe, tmp_path, capsys):
+    assert main(["train", str(tiny_recipe(tmp_path / "x")), "--resume", str(tmp_path / "nothing")]) == 1
+    assert "nothing to resume" in capsys.readouterr().err
+
+
+def test_fine_tuning_with_a_new_number_of_classes(tiny_recipe, tmp_path, capsys):
+    work = tmp_path / "pre"
+    assert main(["train", str(tiny_recipe(work, epochs=1)), "--set", "model.num_classes=10"]) == 0
+    cfg = load_config(tiny_recipe(tmp_path / "ft", epochs=1), [f"model.load_from={work / 'epoch_001.pt'}"])
+    model = build_model(cfg)
+    pre = torch.load(work / "epoch_001.pt", weights_only=True)["model"]
+    assert pre["head.fc.weight"].shape == (10, 64)
+    assert torch.equal(model.backbone.conv1.weight, pre["backbone.conv1.weight"])
+    assert model.head.fc.weight.shape == (8, 64) and torch.count_nonzero(model.head.fc.bias) == 0
+    ft = tmp_path / "ft2"
+    assert main(["train", str(tiny_recipe(ft, epochs=1)), "--load-from", str(work / "epoch_001.pt")]) == 0
+    assert main(["train", str(tiny_recipe(ft, epochs=1)), "--set", "model.num_classes=3"]) == 1
+    assert "labels up to 7, but the model has 3 classes" in capsys.readouterr().err
+
+
+def test_bf16_and_channels_last_and_accumulation_run(tiny_recipe, tmp_path):
+    recipe = tiny_recipe(tmp_path / "amp", epochs=1)
+    sets = ["runtime.amp=bf16", "runtime.channels_last=true", "optim.accumulate=2", "runtime.deterministic=true"]
+    assert main(["train", str(recipe), "--set", *sets]) == 0
+    assert main(["train", str(recipe), "--set", "runtime.amp=fp16", "runtime.work_dir=" + str(tmp_path / "f")]) == 1
+
+
+def test_json_lines_are_valid_json(tiny_recipe, tmp_path):
+    work = tmp_path / "j"
+    main(["train", str(tiny_recipe(work, epochs=1))])
+    for line in (work / "log.jsonl").read_text().splitlines():
+        json.loads(line)
