@@ -222,6 +222,18 @@ def cmd_test(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_convert(args: argparse.Namespace) -> int:
+    """Write any recognised checkpoint in our format (torch or safetensors)."""
+    from temporalshift.models.convert import convert_checkpoint
+
+    found, out = convert_checkpoint(args.src, args.dst, args.format)
+    print(f"recognised {found.describe()}")
+    for note in found.notes:
+        print(f"  note: {note}")
+    print(f"wrote {out} ({len(found.state_dict)} tensors): temporalshift.load_checkpoint({str(out)!r})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tsm", description="Video action recognition with the Temporal Shift Module.")
     parser.add_argument("--version", action="version", version=f"temporalshift {__version__}")
@@ -260,6 +272,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE")
     p.set_defaults(func=cmd_test)
+
+    p = sub.add_parser("convert", help="convert an authors'/mmaction2/PaddleVideo checkpoint to ours")
+    p.add_argument("src", help="a checkpoint file (.pth, .pt, .pdparams, .safetensors) or URL")
+    p.add_argument("dst", help="output file (.pt or .safetensors)")
+    p.add_argument("--format", choices=["torch", "safetensors"], help="default: from the output's suffix")
+    p.set_defaults(func=cmd_convert)
 
     _add_prepare(sub)
     return parser

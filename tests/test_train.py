@@ -101,3 +101,9 @@ def test_json_lines_are_valid_json(tiny_recipe, tmp_path):
     main(["train", str(tiny_recipe(work, epochs=1))])
     for line in (work / "log.jsonl").read_text().splitlines():
         json.loads(line)
+
+
+def test_auto_scale_lr_scales_with_the_total_batch(tiny_recipe, tmp_path, capsys):
+    recipe = tiny_recipe(tmp_path / "s", epochs=1)  # lr 0.05 for a batch of 8
+    assert main(["train", str(recipe), "--auto-scale-lr", "--set", "data.batch_size=4"]) == 0
+    assert "total batch 4, lr 0.025," in capsys.readouterr().out

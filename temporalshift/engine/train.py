@@ -230,7 +230,8 @@ def _train(cfg: Config, info: DistInfo, resume: str | Path | None, auto_scale_lr
         barrier(info)
     if info.is_main:
         log.close()
-        plot_curves(log.path, work_dir / "curves.png", title=cfg.model.name)
+        changes = ", ".join(f"{k}={v}" for k, v in cfg.model.overrides.items())
+        plot_curves(log.path, work_dir / "curves.png", title=cfg.model.name + (f" ({changes})" if changes else ""))
     best_path = work_dir / "best.pt"
     return TrainResult(
         work_dir=work_dir,

@@ -1,12 +1,15 @@
 """Reading checkpoint files safely and loading them strictly, with errors a user can act on.
 
 Every ``torch.load`` here uses ``weights_only=True``: a file that needs more than tensors and
-plain containers to unpickle is refused, never executed. Foreign layouts (the authors'
-repository, mmaction2, PaddleVideo) are converted onto ours before the strict load.
+plain containers to unpickle is refused, never executed. PaddleVideo's ``.pdparams`` (a pickle of
+numpy arrays) is read with an unpickler that admits numpy arrays and nothing else. Foreign layouts
+(the authors' repository, mmaction2, PaddleVideo) are converted onto ours before the strict load.
 """
 
 from __future__ import annotations
 
+import io
+import json
 import os
 import pickle
 from collections.abc import Mapping
@@ -17,14 +20,71 @@ import torch
 from torch import Tensor, nn
 
 # Top-level keys under which the ecosystems nest their weights.
-_NESTED_KEYS: tuple[str, ...] = ("state_dict", "model", "model_state_dict")
+_NESTED_KEYS: tuple[str, ...] = ("state_dict", "model", "model_state_dict", "module")
+FORMAT = "temporalshift/1"
+
+
+class _NumpyOnlyUnpickler(pickle.Unpickler):
+    """Admits the globals a pickled dict of numpy arrays needs, and refuses every other one."""
+
+    _ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy.core.multiarray", "scalar"),
+        ("numpy._core.multiarray", "scalar"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("collections", "OrderedDict"),
+    }
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (
+            (module, name) in self._ALLOWED
+            or (module == "numpy" and name.endswith("DType"))
+            or (module.startswith("numpy.dtypes") and name.endswith("DType"))
+        ):
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"refusing to unpickle {module}.{name}: only numpy arrays are allowed")
+
+
+def _read_pdparams(path: Path) -> dict[str, Any]:
+    try:
+        obj = _NumpyOnlyUnpickler(io.BytesIO(path.read_bytes())).load()
+    except pickle.UnpicklingError as exc:
+        raise ValueError(f"refusing to load {path}: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - any other failure: not a readable pdparams file
+        raise ValueError(f"{path} is not a readable PaddlePaddle .pdparams file ({exc})") from None
+    if not isinstance(obj, Mapping):
+        raise ValueError(f"{path} holds a {type(obj).__name__}, not a dict of weights")
+    obj = {k: v for k, v in obj.items() if k != "StructuredToParameterName@@"}
+    from temporalshift.models.foreign import to_tensors
+
+    return to_tensors(obj)
+
+
+def _read_safetensors(path: Path) -> dict[str, Any]:
+    try:
+        from safetensors import safe_open
+    except ImportError:
+        raise ValueError("reading .safetensors needs `pip install safetensors`") from None
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata() or {}
+        weights = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - safe_open is not a dict
+    out: dict[str, Any] = {"model": weights}
+    if meta.get("format") == FORMAT:
+        out.update(format=FORMAT, model_name=meta.get("model_name"), overrides=json.loads(meta.get("overrides", "{}")))
+    return out
 
 
 def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Unpickle a checkpoint file with ``weights_only=True`` (tensors and containers only)."""
+    """Read a checkpoint (``.pth``/``.pt``/``.pdparams``/``.safetensors``) with no code execution."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
+    if path.suffix == ".pdparams":
+        return _read_pdparams(path)
+    if path.suffix == ".safetensors":
+        return _read_safetensors(path)
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -33,8 +93,8 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
             f"refusing to load {path}: it needs more than tensors to unpickle, and untrusted "
             f"pickles are never executed ({first})"
         ) from None
-    except (RuntimeError, EOFError) as exc:
-        raise ValueError(f"{path} is not a readable PyTorch checkpoint ({exc})") from None
+    except (RuntimeError, EOFError, ValueError) as exc:
+        raise ValueError(f"{path} is not a readable PyTorch checkpoint ({str(exc).splitlines()[0]})") from None
     if not isinstance(obj, Mapping):
         raise ValueError(f"{path} holds a {type(obj).__name__}, not a dict of weights")
     return dict(obj)

@@ -20,7 +20,6 @@ from torch import nn
 from temporalshift.models.backbones.mobilenetv2 import MobileNetV2
 from temporalshift.models.backbones.mobileone import MOBILEONE_ARCHS, MobileOne
 from temporalshift.models.backbones.resnet import RESNET_DEPTHS, ResNet
-from temporalshift.models.checkpoints import extract_state_dict, load_weights, read_checkpoint
 from temporalshift.models.complexity import count_flops, count_params
 from temporalshift.models.recognizer import Recognizer
 
@@ -73,6 +72,7 @@ class ModelSpec:
     shift_div: int = 8
     shift_place: str = "blockres"
     shift_segments: int | None = None
+    shift_every: int | None = None  # ResNet: shift every k-th block (None: 2 for 23+ blocks in layer3)
     shift_direction: str = "bidirectional"
     shift_padding: str = "zero"
     temporal_pool: bool = False
@@ -305,6 +305,7 @@ def build_backbone(spec: ModelSpec) -> nn.Module:
         return ResNet(
             depth,
             shift_place=spec.shift_place,
+            shift_every=spec.shift_every,
             temporal_pool=spec.temporal_pool,
             non_local=_non_local_pattern(depth) if spec.non_local else None,
             non_local_mode=spec.non_local or "embedded_gaussian",
@@ -329,14 +330,19 @@ def create_model(
     name: str,
     num_classes: int | None = None,
     checkpoint: str | os.PathLike[str] | None = None,
+    pretrained: bool | str | os.PathLike[str] = False,
     **overrides: Any,
 ) -> Recognizer:
-    """Build the zoo model ``name``; optionally load weights from ``checkpoint``.
+    """Build the zoo model ``name``; optionally load published or local weights.
 
     Args:
         name: a zoo name (see :func:`list_models`).
         num_classes: replace the classifier's size (e.g. to fine-tune on another dataset).
-        checkpoint: a checkpoint file to load strictly (with ``weights_only=True``).
+        checkpoint: a checkpoint file of any known ecosystem (ours, the authors', mmaction2,
+            PaddleVideo), converted and loaded strictly (never executing pickled code).
+        pretrained: ``True`` downloads the zoo row's published weights once into ``$TSM_HOME``
+            (hash-checked); ``"imagenet"`` initialises the backbone from torchvision's ImageNet
+            weights; a path or URL loads that file.
         **overrides: any :class:`ModelSpec` field, e.g. ``num_segments=16`` or ``shift_div=0``.
 
     The model has ``num_segments``, ``num_classes`` and ``spec`` attributes.
@@ -345,21 +351,37 @@ def create_model(
     >>> (model.num_segments, model.num_classes)
     (8, 10)
     """
+    from temporalshift.models import hub
+    from temporalshift.models.loading import load_into
+
     if num_classes is not None:
         overrides["num_classes"] = num_classes
     spec = get_spec(name, **overrides)
     model = build_model(spec)
     model.name = name
-    if checkpoint is not None:
-        load_checkpoint(model, checkpoint)
+    source: str | os.PathLike[str] | None = checkpoint
+    if pretrained is True:
+        if spec.weights is None:
+            raise ValueError(f"{name} has no published weights; pass checkpoint=PATH or pretrained='imagenet'")
+        source = spec.weights.url
+    elif pretrained == "imagenet":
+        url = hub.IMAGENET_URLS.get(spec.backbone)
+        if url is None:
+            raise ValueError(f"no torchvision ImageNet weights for {spec.backbone}")
+        source = url
+    elif pretrained:
+        source = pretrained
+    if source is not None:
+        load_into(model, hub.resolve(source))
     return model
 
 
-def load_checkpoint(model: nn.Module, path: str | os.PathLike[str]) -> nn.Module:
-    """Load a checkpoint file into ``model`` strictly, refusing anything but plain tensors."""
-    state = extract_state_dict(read_checkpoint(path))
-    load_weights(model, state, source=str(path))
-    return model
+def load_checkpoint(path: str | os.PathLike[str], model: Recognizer | None = None, **overrides: Any) -> Recognizer:
+    """A model with the weights of ``path`` (ours, the authors', mmaction2's or PaddleVideo's);
+    built from what the file says when ``model`` is not given. See :mod:`temporalshift.models.loading`."""
+    from temporalshift.models.loading import load_checkpoint as _load
+
+    return _load(path, model, **overrides)
 
 
 @torch.no_grad()

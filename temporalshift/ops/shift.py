@@ -10,6 +10,8 @@ information at zero FLOPs and zero parameters:
 * ``"left"``: only channels ``[0, fold)`` take frame t+1.
 * ``"right"``: only channels ``[0, fold)`` take frame t-1 (past -> present). This is the online,
   uni-directional TSM: the authors' online MobileNetV2 caches exactly these first ``fold`` channels.
+* ``"bidirectional_reversed"``: PaddleVideo's order, channels ``[0, fold)`` from t-1 and
+  ``[fold, 2*fold)`` from t+1 (needed to run PaddleVideo's weights exactly).
 
 ``fold = C // shift_div``. Vacated border frames are zero (``"zero"``) or wrap around
 (``"circulant"``).
@@ -22,9 +24,9 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-Direction = Literal["bidirectional", "left", "right"]
+Direction = Literal["bidirectional", "left", "right", "bidirectional_reversed"]
 Padding = Literal["zero", "circulant"]
-DIRECTIONS: tuple[str, ...] = ("bidirectional", "left", "right")
+DIRECTIONS: tuple[str, ...] = ("bidirectional", "left", "right", "bidirectional_reversed")
 PADDINGS: tuple[str, ...] = ("zero", "circulant")
 # A shift step per channel group: (first channel, last channel, step) with step +1 meaning
 # "take the value of frame t+1" and -1 "take the value of frame t-1".
@@ -35,6 +37,8 @@ def _groups(channels: int, shift_div: int, direction: str) -> list[_Group]:
     fold = channels // shift_div
     if direction == "bidirectional":
         return [(0, fold, +1), (fold, 2 * fold, -1)]
+    if direction == "bidirectional_reversed":
+        return [(0, fold, -1), (fold, 2 * fold, +1)]
     if direction == "left":
         return [(0, fold, +1)]
     return [(0, fold, -1)]
@@ -47,7 +51,7 @@ def _check(x: Tensor, num_segments: int, shift_div: int, direction: str, padding
         raise ValueError(f"padding must be one of {PADDINGS}, got {padding!r}")
     if num_segments < 1:
         raise ValueError(f"num_segments must be >= 1, got {num_segments}")
-    min_div = 2 if direction == "bidirectional" else 1
+    min_div = 2 if direction.startswith("bidirectional") else 1
     if shift_div < min_div:
         raise ValueError(f"shift_div must be >= {min_div} for a {direction} shift, got {shift_div}")
     if x.dim() < 2:
