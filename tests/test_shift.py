@@ -148,3 +148,11 @@ def test_single_frame_clip_zero_padding_clears_shifted_channels():
     y = temporal_shift(x, 1, shift_div=4)
     assert y[:, :4].abs().sum() == 0 and torch.equal(y[:, 4:], x[:, 4:])
     assert torch.equal(temporal_shift(x.clone(), 1, 4, inplace=True), y)
+
+
+def test_paddlevideo_order_takes_the_past_first():
+    x = _clip(t=3, c=8)
+    y = _frame_values(temporal_shift(x, 3, shift_div=4, direction="bidirectional_reversed"), 1, 3)[0]
+    assert y[1, :4].tolist() == [0, 1, 202, 203]  # [0, fold) from t-1, [fold, 2 fold) from t+1
+    inplace = temporal_shift(x.clone(), 3, 4, direction="bidirectional_reversed", inplace=True)
+    assert torch.equal(inplace, temporal_shift(x, 3, 4, direction="bidirectional_reversed"))

@@ -35,6 +35,7 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
         ("numpy", "ndarray"),
         ("numpy", "dtype"),
         ("collections", "OrderedDict"),
+        ("_codecs", "encode"),  # protocol-2 pickles store array bytes as latin-1 text
     }
 
     def find_class(self, module: str, name: str) -> Any:

@@ -147,7 +147,12 @@ def load_into(model: Recognizer, path: str | os.PathLike[str]) -> Recognised:
                      source=f"{Path(path).name} (torchvision ImageNet weights)")  # fmt: skip
         return found
     _check_compatible(model, found)
-    load_weights(model, found.state_dict, source=f"{Path(path).name} ({found.layout} layout)")
+    state = dict(found.state_dict)
+    if found.layout != "temporalshift":  # PaddleVideo and pre-0.4.1 PyTorch files have no BN counters
+        for key, value in model.state_dict().items():
+            if key.endswith("num_batches_tracked") and key not in state:
+                state[key] = value
+    load_weights(model, state, source=f"{Path(path).name} ({found.layout} layout)")
     return found
 
 

@@ -412,3 +412,17 @@ def describe(name: str) -> dict[str, Any]:
         "protocol": pub.protocol if pub else None,
         "source": pub.source if pub else None,
     }
+
+
+def spec_overrides(model: nn.Module) -> dict[str, Any]:
+    """The fields of ``model.spec`` that differ from its zoo entry (enough to rebuild it by name)."""
+    spec, name = model.spec, getattr(model, "name", None)
+    if name not in ZOO:
+        raise ValueError("the model has no zoo name; build it with create_model(name, ...)")
+    base = ZOO[name]
+    skip = ("published", "weights", "description")
+    return {
+        f.name: getattr(spec, f.name)
+        for f in dataclasses.fields(ModelSpec)
+        if f.name not in skip and getattr(spec, f.name) != getattr(base, f.name)
+    }
