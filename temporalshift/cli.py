@@ -234,6 +234,99 @@ def cmd_convert(args: argparse.Namespace) -> int:
     return 0
 
 
+def _load_model(args: argparse.Namespace):
+    """--model NAME [--checkpoint P], or a checkpoint alone (rebuilt from the file)."""
+    import temporalshift as ts
+
+    if args.model:
+        return ts.create_model(args.model, checkpoint=args.checkpoint)
+    if args.checkpoint:
+        return ts.load_checkpoint(args.checkpoint)
+    raise UsageError("give --model NAME (and --checkpoint PATH), or --checkpoint PATH alone")
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    """Top-k actions for each video of a file, folder or glob."""
+    from temporalshift.predict import Predictor, annotate_video, expand_sources, predict_many
+
+    paths = expand_sources(args.sources)
+    if args.onnx:
+        predictor = Predictor(onnx=args.onnx, labels=args.labels, clips=args.clips, crops=args.crops)
+    else:
+        model = _load_model(args)
+        if args.fast:
+            from temporalshift.performance import optimize_for_inference
+
+            model = optimize_for_inference(model)
+        predictor = Predictor(model, labels=args.labels, clips=args.clips, crops=args.crops)
+    if args.out_video and len(paths) != 1:
+        raise UsageError("--out-video needs exactly one input video")
+    failed = 0
+    rows = []
+    for pred in predict_many(predictor, paths, args.topk, workers=args.workers, progress=not args.json):
+        if not pred.ok:
+            failed += 1
+            print(f"tsm predict: error: {pred.error}", file=sys.stderr)
+            continue
+        if args.json:
+            print(pred.to_json(), flush=True)
+        elif args.csv:
+            rows.append(pred)
+        else:
+            print(f"\n{pred.source}")
+            print(_table([{"rank": i + 1, "label": label, "prob": f"{100 * p:.1f}%"}
+                          for i, (label, p) in enumerate(pred.topk(args.topk))],
+                         [("rank", "#"), ("label", "class"), ("prob", "probability")]))  # fmt: skip
+        if args.out_video:
+            annotate_video(pred.source, args.out_video, pred)
+            print(f"annotated video: {args.out_video}", file=sys.stderr if args.json or args.csv else sys.stdout)
+    if args.csv:
+        import csv
+
+        writer = csv.writer(sys.stdout)
+        writer.writerow(["video", "rank", "label", "probability"])
+        for pred in rows:
+            for i, (label, p) in enumerate(pred.topk(args.topk)):
+                writer.writerow([pred.source, i + 1, label, f"{p:.6f}"])
+    if failed:
+        print(f"tsm predict: {failed} of {len(paths)} video(s) could not be read", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """ONNX or TorchScript, checked against PyTorch."""
+    from temporalshift.export import export_onnx, export_torchscript
+    from temporalshift.online import export_online_onnx
+
+    model = _load_model(args).eval()
+    if args.reparameterize:
+        model.reparameterize()
+    if args.online:
+        if args.format != "onnx":
+            raise UsageError("--online exports ONNX only")
+        report = export_online_onnx(model, args.output, check=not args.no_check)
+    elif args.format == "onnx":
+        report = export_onnx(model, args.output, dynamic_batch=args.dynamic_batch, check=not args.no_check)
+    else:
+        report = export_torchscript(model, args.output, check=not args.no_check)
+    print(report)
+    return 0
+
+
+def cmd_stream(args: argparse.Namespace) -> int:
+    """Recognise a video file, camera or URL frame by frame with a uni-directional model."""
+    from temporalshift.streaming import stream
+
+    model = _load_model(args)
+    for event in stream(model, args.source, window=args.window, labels=args.labels, max_frames=args.max_frames):
+        if args.json:
+            print(json.dumps(event), flush=True)
+        else:
+            print(f"frame {event['frame']:5d}  {event['label']:<32} {100 * event['score']:5.1f}%  "
+                  f"{event['latency_ms']:6.1f} ms", flush=True)  # fmt: skip
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tsm", description="Video action recognition with the Temporal Shift Module.")
     parser.add_argument("--version", action="version", version=f"temporalshift {__version__}")
@@ -272,6 +365,49 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE")
     p.set_defaults(func=cmd_test)
+
+    p = sub.add_parser("predict", help="top-k actions for videos (file, folder or glob)")
+    p.add_argument("sources", nargs="+", help="video files, folders or globs")
+    p.add_argument("--model", help="zoo name (see `tsm models`)")
+    p.add_argument("--checkpoint", help="weights (any known ecosystem); alone, the model is rebuilt from it")
+    p.add_argument("--onnx", help="run an exported ONNX model with onnxruntime instead")
+    p.add_argument("--labels", help="kinetics400 | sthv2 | jester | a label-map file (default: the model's)")
+    p.add_argument("--topk", type=int, default=5)
+    p.add_argument("--clips", type=int, help="clips per video (default: the model's test protocol)")
+    p.add_argument("--crops", choices=["center", "three", "ten", "full"])
+    p.add_argument("--workers", type=int, default=1, help="decoding processes for many videos")
+    p.add_argument(
+        "--fast",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="the optimised inference path (BN folding, channels-last)",
+    )
+    p.add_argument("--out-video", help="write the video with its top predictions drawn on it")
+    fmt = p.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true", help="one JSON object per video")
+    fmt.add_argument("--csv", action="store_true")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("export", help="export to ONNX or TorchScript, checked against PyTorch")
+    p.add_argument("--model", help="zoo name")
+    p.add_argument("--checkpoint")
+    p.add_argument("--format", choices=["onnx", "torchscript"], default="onnx")
+    p.add_argument("-o", "--output", required=True)
+    p.add_argument("--dynamic-batch", action="store_true", help="ONNX: a free batch dimension")
+    p.add_argument("--reparameterize", action="store_true", help="fuse MobileOne branches first")
+    p.add_argument("--online", action="store_true", help="one online step, shift caches as inputs/outputs")
+    p.add_argument("--no-check", action="store_true", help="skip the comparison with PyTorch")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("stream", help="frame-by-frame recognition of a file, camera index or URL")
+    p.add_argument("source", help="a video file, a camera index (0) or an rtsp/http URL")
+    p.add_argument("--model", help="a uni-directional zoo model, e.g. tsm_mobilenetv2_online_1x1x8_k400")
+    p.add_argument("--checkpoint")
+    p.add_argument("--labels")
+    p.add_argument("--window", type=int, default=8, help="frames averaged for the shown label")
+    p.add_argument("--max-frames", type=int, help="stop after this many frames")
+    p.add_argument("--json", action="store_true", help="one JSON line per frame")
+    p.set_defaults(func=cmd_stream)
 
     p = sub.add_parser("convert", help="convert an authors'/mmaction2/PaddleVideo checkpoint to ours")
     p.add_argument("src", help="a checkpoint file (.pth, .pt, .pdparams, .safetensors) or URL")

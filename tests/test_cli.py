@@ -15,7 +15,7 @@ def test_models_json_lists_every_model_with_integer_counts(capsys):
     assert main(["models", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     by_name = {r["name"]: r for r in rows}
-    assert len(rows) == 14
+    assert len(rows) == 15
     assert by_name["tsm_r50_1x1x8_k400"]["params"] == 24_327_632
     assert by_name["tsm_mobilenetv2_1x1x8_k400"]["params"] == 2_736_272
     assert all(type(r["params"]) is int and type(r["flops"]) is int for r in rows)

@@ -14,6 +14,7 @@ EXPECTED_NAMES = {
     "tsm_mobilenetv2_1x1x8_k400", "tsm_mobileones4_1x1x16_k400", "tsm_r50_1x1x8_sthv2",
     "tsm_r50_1x1x16_sthv2", "tsm_r101_1x1x8_sthv2", "tsm_r50_1x1x8_sthv1",
     "tsn_r50_1x1x8_k400", "tsn_mobilenetv2_1x1x8_k400",
+    "tsm_mobilenetv2_online_1x1x8_k400",  # the uni-directional model of the online/deploy issue
 }  # fmt: skip
 
 # Exact counts from mmaction2's definitions (shared/TSM-FACTS.md, "How the published figures are counted").
@@ -25,6 +26,7 @@ PARAMS = {
     "tsm_r50_nl_dot_1x1x8_k400": 31_682_000, "tsm_r50_nl_embgauss_1x1x8_k400": 31_682_000,
     "tsm_r50_nl_gauss_1x1x8_k400": 28_007_888, "tsm_mobilenetv2_1x1x8_k400": 2_736_272,
     "tsn_mobilenetv2_1x1x8_k400": 2_736_272, "tsm_mobileones4_1x1x16_k400": 13_721_848,
+    "tsm_mobilenetv2_online_1x1x8_k400": 2_736_272,
 }  # fmt: skip
 
 # mmaction2 1.x FLOPs (backbone only, fvcore convention) re-derived in TSM-FACTS.md, in GFLOPs.
@@ -35,6 +37,7 @@ GFLOPS = {
     "tsm_r50_nl_embgauss_1x1x8_k400": 61.298, "tsm_r50_nl_gauss_1x1x8_k400": 59.056,
     "tsm_r101_1x1x8_sthv2": 62.655, "tsm_mobilenetv2_1x1x8_k400": 2.503,
     "tsn_mobilenetv2_1x1x8_k400": 2.503, "tsm_mobileones4_1x1x16_k400": 48.651,
+    "tsm_mobilenetv2_online_1x1x8_k400": 2.503,
 }  # fmt: skip
 
 

@@ -237,6 +237,13 @@ ZOO: dict[str, ModelSpec] = {
             "mmaction2",
         ),
     ),
+    "tsm_mobilenetv2_online_1x1x8_k400": ModelSpec(
+        description="Online (uni-directional) TSM MobileNetV2, 8 segments, Kinetics-400: streams one frame at a time",
+        backbone="mobilenetv2",
+        shift_direction="right",
+        twice_sample=True,
+        test_crops="three",
+    ),
     "tsn_r50_1x1x8_k400": ModelSpec(
         description="TSN ResNet-50 (TSM with shifts off), 8 uniform segments, Kinetics-400",
         shift_div=0,

@@ -1,0 +1,133 @@
+"""Export to ONNX and TorchScript, checked against PyTorch on a random clip.
+
+The exported graph takes the same normalized ``(N, T, 3, H, W)`` clip as the PyTorch model and
+returns its logits. The temporal shift is slicing and concatenation, so no custom operator is
+needed anywhere. The ONNX file carries the zoo name and overrides of its model in its metadata,
+so ``tsm predict --onnx`` can rebuild the preprocessing and class names from the file alone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from temporalshift.models.zoo import ModelSpec, get_spec, spec_overrides
+
+METADATA_KEY = "temporalshift"
+
+
+@dataclass
+class ExportReport:
+    path: Path
+    format: str
+    max_abs_diff: float | None
+
+    def __str__(self) -> str:
+        diff = "unchecked" if self.max_abs_diff is None else f"max |difference| vs PyTorch {self.max_abs_diff:.2e}"
+        return f"{self.format} model written to {self.path} ({diff})"
+
+
+def _example(model: nn.Module, batch: int = 1, seed: int = 0) -> torch.Tensor:
+    spec: ModelSpec = model.spec
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(batch, spec.num_segments, 3, spec.input_size, spec.input_size, generator=g)
+
+
+def export_onnx(
+    model: nn.Module,
+    path: str | os.PathLike[str],
+    dynamic_batch: bool = False,
+    opset: int = 17,
+    check: bool = True,
+    tolerance: float = 1e-4,
+) -> ExportReport:
+    """Write ``model`` as ONNX (opset >= 17) and compare onnxruntime with PyTorch on a random clip."""
+    try:
+        import onnx
+    except ImportError:
+        raise ValueError("ONNX export needs `pip install temporalshift[export]` (onnx, onnxruntime)") from None
+    model = model.eval()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    example = _example(model)
+    axes = {"clip": {0: "batch"}, "logits": {0: "batch"}} if dynamic_batch else None
+    tmp = path.with_name(f".{path.name}.part")
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)  # shape checks become constants: expected
+        # The TorchScript-based exporter writes one self-contained file and handles the slicing of
+        # the shift; the dynamo exporter would also need onnxscript.
+        torch.onnx.export(model, (example,), str(tmp), input_names=["clip"], output_names=["logits"],
+                          opset_version=opset, dynamic_axes=axes, dynamo=False)  # fmt: skip
+    proto = onnx.load(str(tmp))
+    meta = proto.metadata_props.add()
+    meta.key = METADATA_KEY
+    meta.value = json.dumps({"model_name": getattr(model, "name", None), "overrides": spec_overrides(model)})
+    onnx.save(proto, str(tmp))
+    os.replace(tmp, path)
+    diff = None
+    if check:
+        session, _ = load_onnx(path)
+        batch = 2 if dynamic_batch else 1
+        clip = _example(model, batch, seed=1)
+        with torch.no_grad():
+            expected = model(clip).numpy()
+        got = session.run(None, {"clip": clip.numpy()})[0]
+        diff = float(np.abs(got - expected).max())
+        if diff > tolerance:
+            raise RuntimeError(f"ONNX output differs from PyTorch by {diff:.2e} (> {tolerance:g})")
+    return ExportReport(path, "onnx", diff)
+
+
+def load_onnx(path: str | os.PathLike[str]):
+    """An onnxruntime session for an exported model, and the spec stored in its metadata."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise ValueError("running ONNX models needs `pip install onnxruntime`") from None
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"ONNX model not found: {path}")
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    meta = session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
+    if meta is None:
+        raise ValueError(f"{path} was not exported by temporalshift (no '{METADATA_KEY}' metadata)")
+    info = json.loads(meta)
+    return session, get_spec(info["model_name"], **info["overrides"])
+
+
+def export_torchscript(
+    model: nn.Module, path: str | os.PathLike[str], check: bool = True, tolerance: float = 1e-4
+) -> ExportReport:
+    """Trace ``model`` to TorchScript (batch size stays free) and compare it with PyTorch."""
+    model = model.eval()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with torch.no_grad(), warnings.catch_warnings():
+        # torch 2.14 marks TorchScript deprecated; it is still what many C++/mobile runtimes load.
+        warnings.simplefilter("ignore", FutureWarning)
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        traced = torch.jit.trace(model, (_example(model),), check_trace=False)
+    extra = {"temporalshift.json": json.dumps({"model_name": getattr(model, "name", None),
+                                               "overrides": spec_overrides(model)})}  # fmt: skip
+    tmp = path.with_name(f".{path.name}.part")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        torch.jit.save(traced, str(tmp), _extra_files=extra)
+    os.replace(tmp, path)
+    diff = None
+    if check:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            loaded = torch.jit.load(str(path))
+        clip = _example(model, 2, seed=1)
+        with torch.no_grad():
+            diff = float((loaded(clip) - model(clip)).abs().max())
+        if diff > tolerance:
+            raise RuntimeError(f"TorchScript output differs from PyTorch by {diff:.2e} (> {tolerance:g})")
+    return ExportReport(path, "torchscript", diff)

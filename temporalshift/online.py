@@ -1,0 +1,182 @@
+"""Online TSM: recognise a stream one frame at a time with a uni-directional model.
+
+A uni-directional model (``shift_direction="right"``) only moves channels from the past to the
+present. So instead of re-running a whole clip, each shift keeps the ``fold`` channels it saw on
+the previous frame and hands them to the next one: one 2D forward per frame, and the logits of
+frame t are exactly the offline model's frame-t logits on frames 1..t (the authors' online demo
+runs MobileNetV2 this way on a Jetson Nano). The mean of the per-frame logits over T frames is
+what the offline model returns for that clip.
+
+    rec = OnlineRecognizer(ts.create_model("tsm_mobilenetv2_online_1x1x8_k400"))
+    for frame in frames:                      # normalized (3, H, W) tensors
+        logits = rec.step(frame)
+"""
+
+from __future__ import annotations
+
+import copy
+import warnings
+from collections import deque
+from collections.abc import Iterator
+
+import torch
+from torch import Tensor, nn
+
+from temporalshift.models.backbones.non_local import NonLocalBlock
+from temporalshift.models.recognizer import Recognizer
+from temporalshift.ops.shift import TemporalShift
+
+
+class CachedShift(nn.Module):
+    """Past -> present shift of single frames: channels ``[0, fold)`` come from the cache.
+
+    ``cache_in`` / ``cache_out`` make the cache an explicit input and output when exporting.
+    """
+
+    def __init__(self, shift_div: int) -> None:
+        super().__init__()
+        self.shift_div = shift_div
+        self.cache: Tensor | None = None
+        self.cache_in: Tensor | None = None
+        self.cache_out: Tensor | None = None
+        self.channels: int | None = None
+
+    def forward(self, x: Tensor) -> Tensor:
+        fold = x.shape[1] // self.shift_div
+        self.channels = x.shape[1]
+        past = self.cache_in if self.cache_in is not None else self.cache
+        if past is None or past.shape[0] != x.shape[0]:
+            past = torch.zeros_like(x[:, :fold])
+        out = torch.cat([past, x[:, fold:]], dim=1)
+        self.cache_out = x[:, :fold]
+        self.cache = self.cache_out.detach()
+        return out
+
+
+def _online_copy(model: Recognizer) -> tuple[Recognizer, list[CachedShift]]:
+    """A copy of ``model`` whose shifts are :class:`CachedShift` modules (the original is untouched)."""
+    for m in model.modules():
+        if isinstance(m, TemporalShift) and m.direction != "right":
+            raise ValueError(
+                f"online recognition needs a uni-directional model (shift_direction='right'), this one shifts "
+                f"{m.direction!r}: use e.g. tsm_mobilenetv2_online_1x1x8_k400 or train with "
+                "model.overrides.shift_direction=right"
+            )
+        if isinstance(m, NonLocalBlock) or getattr(m, "temporal_pool", False):
+            raise ValueError("non-local blocks and temporal pooling look at whole clips: they cannot run online")
+    online = copy.deepcopy(model).eval()
+    caches = []
+    for parent in list(online.modules()):
+        shift = getattr(parent, "shift", None)
+        if isinstance(shift, TemporalShift):
+            parent.shift = CachedShift(shift.shift_div)
+            caches.append(parent.shift)
+    if not caches:
+        raise ValueError("the model has no temporal shift: a TSN needs no online mode")
+    return online, caches
+
+
+class OnlineRecognizer:
+    """Stateful frame-by-frame recognizer over a uni-directional TSM.
+
+    Args:
+        model: a recognizer built with ``shift_direction="right"``.
+        window: frames averaged by :meth:`smoothed` (the prediction shown to a user).
+    """
+
+    def __init__(self, model: Recognizer, window: int = 8) -> None:
+        self.model, self.caches = _online_copy(model)
+        self.window = window
+        self.recent: deque[Tensor] = deque(maxlen=window)
+        self.spec = getattr(model, "spec", None)
+
+    def reset(self) -> None:
+        """Forget the past (a new stream)."""
+        for c in self.caches:
+            c.cache = None
+        self.recent.clear()
+
+    @torch.inference_mode()
+    def step(self, frame: Tensor) -> Tensor:
+        """Logits of one normalized frame ``(3, H, W)`` -> ``(K,)``, or of a batch of streams
+        ``(N, 3, H, W)`` -> ``(N, K)``."""
+        single = frame.dim() == 3
+        x = frame[None] if single else frame
+        features = self.model.backbone(x)
+        logits = self.model.head(features, x.shape[0])
+        if single:
+            logits = logits[0]
+        self.recent.append(logits.softmax(-1))
+        return logits
+
+    def smoothed(self) -> Tensor:
+        """Class probabilities averaged over the last ``window`` frames."""
+        if not self.recent:
+            raise ValueError("no frame seen yet")
+        return torch.stack(list(self.recent)).mean(0)
+
+    def run(self, frames: Iterator[Tensor]) -> Iterator[Tensor]:
+        for frame in frames:
+            yield self.step(frame)
+
+
+class OnlineStep(nn.Module):
+    """``(frame, *caches) -> (logits, *new_caches)``: the online model with its state explicit,
+    for export (as the authors did for their Jetson demo)."""
+
+    def __init__(self, model: Recognizer, example: Tensor) -> None:
+        super().__init__()
+        self.model, self.caches = _online_copy(model)
+        with torch.no_grad():
+            self.model.backbone(example)  # learn each cache's shape
+        self.cache_shapes = [tuple(c.cache_out.shape[1:]) for c in self.caches]
+        for c in self.caches:
+            c.cache = None
+
+    def initial_state(self, batch: int = 1) -> list[Tensor]:
+        return [torch.zeros(batch, *shape) for shape in self.cache_shapes]
+
+    def forward(self, frame: Tensor, *caches: Tensor) -> tuple[Tensor, ...]:
+        for module, cache in zip(self.caches, caches, strict=True):
+            module.cache_in = cache
+        logits = self.model.head(self.model.backbone(frame), frame.shape[0])
+        out = tuple(module.cache_out for module in self.caches)
+        for module in self.caches:
+            module.cache_in = None
+        return (logits, *out)
+
+
+def export_online_onnx(model: Recognizer, path, check: bool = True, tolerance: float = 1e-4):
+    """ONNX of one online step with the shift caches as explicit inputs/outputs; checked over a
+    few frames against :class:`OnlineRecognizer`. Returns the largest difference seen."""
+    import numpy as np
+
+    from temporalshift.export import ExportReport
+
+    spec = model.spec
+    frame = torch.randn(1, 3, spec.input_size, spec.input_size)
+    step = OnlineStep(model.eval(), frame).eval()
+    state = step.initial_state()
+    names = [f"cache_{i}" for i in range(len(state))]
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        outputs = ["logits", *[n + "_out" for n in names]]
+        torch.onnx.export(step, (frame, *state), str(path), input_names=["frame", *names], output_names=outputs,
+                          opset_version=17, dynamo=False)  # fmt: skip
+    diff = None
+    if check:
+        import onnxruntime as ort
+
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        rec = OnlineRecognizer(model)
+        feeds = {n: s.numpy() for n, s in zip(names, state, strict=True)}
+        diff = 0.0
+        g = torch.Generator().manual_seed(1)
+        for _ in range(4):
+            f = torch.randn(1, 3, spec.input_size, spec.input_size, generator=g)
+            outs = session.run(None, {"frame": f.numpy(), **feeds})
+            diff = max(diff, float(np.abs(outs[0] - rec.step(f).numpy()).max()))
+            feeds = dict(zip(names, outs[1:], strict=True))
+        if diff > tolerance:
+            raise RuntimeError(f"online ONNX differs from PyTorch by {diff:.2e}")
+    return ExportReport(path, "onnx (online step)", diff)

@@ -1,0 +1,81 @@
+"""Online TSM: frame-by-frame == offline uni-directional; explicit-cache ONNX; `tsm stream`."""
+
+import json
+
+import pytest
+import torch
+
+import temporalshift as ts
+from temporalshift.cli import main
+from temporalshift.online import OnlineRecognizer, export_online_onnx
+
+
+def _per_frame_logits(model, clip):
+    """Offline frame-t logits (before the average over time)."""
+    with torch.no_grad():
+        feats = model.backbone(clip.flatten(0, 1))
+        return model.head.fc(model.head.pool(feats).flatten(1)).view(clip.shape[0], clip.shape[1], -1)
+
+
+@pytest.mark.parametrize("name, overrides", [
+    ("tsm_mobilenetv2_online_1x1x8_k400", {}),
+    ("tsm_r50_1x1x8_k400", {"backbone": "resnet18", "width": 16, "shift_direction": "right"}),
+    ("tsm_mobileones4_1x1x16_k400", {"backbone": "mobileone_s0", "shift_direction": "right", "shift_segments": 16}),
+])  # fmt: skip
+def test_online_equals_offline_frame_by_frame(name, overrides):
+    torch.manual_seed(0)
+    model = ts.create_model(name, num_classes=10, **overrides).eval()
+    with torch.no_grad():
+        model.head.fc.weight.normal_(0, 1)
+    t = model.num_segments
+    clip = torch.randn(2, t, 3, 64, 64)  # two streams at once
+    rec = OnlineRecognizer(model)
+    online = torch.stack([rec.step(clip[:, i]) for i in range(t)], 1)
+    torch.testing.assert_close(online, _per_frame_logits(model, clip), atol=1e-4, rtol=1e-4)
+    with torch.no_grad():
+        torch.testing.assert_close(online.mean(1), model(clip), atol=1e-4, rtol=1e-4)  # mean over T == model(clip)
+    rec.reset()
+    torch.testing.assert_close(rec.step(clip[0, 0]), online[0, 0], atol=1e-4, rtol=1e-4)  # a single (3, H, W) frame
+    assert rec.smoothed().shape == (10,)
+
+
+def test_bidirectional_models_cannot_run_online():
+    with pytest.raises(ValueError, match="needs a uni-directional model"):
+        OnlineRecognizer(ts.create_model("tsm_mobilenetv2_1x1x8_k400"))
+    with pytest.raises(ValueError, match="no temporal shift"):
+        OnlineRecognizer(ts.create_model("tsn_mobilenetv2_1x1x8_k400"))
+
+
+def test_online_onnx_with_explicit_caches(tmp_path):
+    model = ts.create_model("tsm_mobilenetv2_online_1x1x8_k400", num_classes=27).eval()
+    with torch.no_grad():
+        model.head.fc.weight.normal_(0, 1)
+    report = export_online_onnx(model, tmp_path / "online.onnx")
+    assert report.max_abs_diff <= 1e-4
+    import onnx
+
+    graph = onnx.load(str(tmp_path / "online.onnx")).graph
+    assert len(graph.input) == 1 + 10 and len(graph.output) == 1 + 10  # the authors cache 10 blocks
+
+
+def test_cli_stream_a_video_file(tmp_path, numbered_videos, capsys):
+    model = ts.create_model("tsm_mobilenetv2_online_1x1x8_k400", num_classes=8, input_size=64, labels="moving_digits")
+    ckpt = tmp_path / "online.pt"
+    torch.save({"format": "temporalshift/1", "model_name": model.name, "model": model.state_dict(),
+                "overrides": ts.models.zoo.spec_overrides(model)}, ckpt)  # fmt: skip
+    assert main(["stream", str(numbered_videos["mp4"]), "--checkpoint", str(ckpt), "--json", "--max-frames", "12"]) == 0
+    events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [e["frame"] for e in events] == list(range(12))
+    assert all(0 <= e["score"] <= 1 and e["latency_ms"] > 0 and e["label"] for e in events)
+    assert main(["stream", str(numbered_videos["mp4"]), "--model", "tsm_mobilenetv2_1x1x8_k400"]) == 1
+    assert "uni-directional" in capsys.readouterr().err
+
+
+def test_training_an_online_model_streams_unchanged(tiny_recipe, tmp_path, numbered_videos, capsys):
+    work = tmp_path / "online_run"
+    recipe = tiny_recipe(work, epochs=1)
+    assert main(["train", str(recipe), "--set", "model.overrides.shift_direction=right"]) == 0
+    capsys.readouterr()
+    assert main(["stream", str(numbered_videos["mp4"]), "--checkpoint", str(work / "epoch_001.pt"),
+                 "--max-frames", "3"]) == 0  # fmt: skip
+    assert capsys.readouterr().out.count("frame") == 3

@@ -1,0 +1,89 @@
+"""`tsm predict` and `temporalshift.predict` on generated videos, with a corrupt file in the folder."""
+
+import json
+import shutil
+
+import pytest
+import torch
+
+import temporalshift as ts
+from temporalshift.cli import main
+from temporalshift.data.decode import open_video
+from temporalshift.predict import Predictor, class_names
+
+
+@pytest.fixture(scope="module")
+def digits_checkpoint(tmp_path_factory, numbered_videos):
+    """A small model on the moving-digits classes, saved in our format (rebuildable from the file)."""
+    torch.manual_seed(0)
+    model = ts.create_model("tsm_r50_1x1x8_k400", backbone="resnet18", width=8, num_classes=8, input_size=56,
+                            labels="moving_digits", test_crops="center", twice_sample=False)  # fmt: skip
+    with torch.no_grad():
+        model.head.fc.weight.normal_(0, 1)  # not ~0: the ranking should mean something
+    path = tmp_path_factory.mktemp("ckpt") / "digits.pt"
+    torch.save({"format": "temporalshift/1", "model_name": model.name, "model": model.state_dict(),
+                "overrides": ts.models.zoo.spec_overrides(model)}, path)  # fmt: skip
+    return model, path
+
+
+def test_predict_api_returns_prediction_objects(digits_checkpoint, numbered_videos):
+    model, _ = digits_checkpoint
+    pred = ts.predict(numbered_videos["mp4"], model=model, topk=3)
+    assert isinstance(pred, ts.Prediction) and pred.ok and len(pred.labels) == 3
+    assert pred.labels[0] in class_names("moving_digits", 8)
+    assert pred.scores == sorted(pred.scores, reverse=True) and 0 < sum(pred.scores) <= 1.0001
+    assert pred.frames == [[3, 11, 18, 26, 33, 41, 48, 56]]  # the model's test protocol: 8 segment centres
+    assert json.loads(pred.to_json())["source"].endswith("n.mp4")
+    with torch.inference_mode():
+        expected = model.eval()(Predictor(model).load(str(numbered_videos["mp4"]))[0]).softmax(-1).mean(0)
+    assert pred.indices[0] == int(expected.argmax())
+    many = ts.predict([numbered_videos["mp4"], numbered_videos["mkv"]], model=model)
+    assert [p.ok for p in many] == [True, True]
+
+
+def test_cli_predict_file_and_folder_with_a_corrupt_video(digits_checkpoint, numbered_videos, tmp_path, capsys):
+    _, ckpt = digits_checkpoint
+    assert main(["predict", str(numbered_videos["mp4"]), "--checkpoint", str(ckpt), "--topk", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "n.mp4" in out and "probability" in out and out.count("%") == 3
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    shutil.copy(numbered_videos["mp4"], folder / "a.mp4")
+    shutil.copy(numbered_videos["vfr"], folder / "b.mp4")
+    (folder / "c.mp4").write_text("this is not a video")
+    code = main(["predict", str(folder), "--checkpoint", str(ckpt), "--workers", "0"])
+    captured = capsys.readouterr()
+    assert code == 1
+    assert "a.mp4" in captured.out and "b.mp4" in captured.out and "c.mp4" not in captured.out
+    errors = [line for line in captured.err.splitlines() if "error:" in line]
+    assert len(errors) == 1 and "c.mp4" in errors[0] and "Traceback" not in captured.err
+    assert main(["predict", str(folder / "*.mp4"), "--checkpoint", str(ckpt), "--json", "--workers", "0"]) == 1
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [line["source"].rsplit("/", 1)[1] for line in lines] == ["a.mp4", "b.mp4"]
+
+
+def test_cli_predict_csv_and_annotated_video(digits_checkpoint, numbered_videos, tmp_path, capsys):
+    _, ckpt = digits_checkpoint
+    out_video = tmp_path / "annotated.mp4"
+    args = ["predict", str(numbered_videos["mp4"]), "--checkpoint", str(ckpt), "--csv", "--topk", "2"]
+    assert main([*args, "--out-video", str(out_video)]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0] == "video,rank,label,probability" and len(lines) == 3
+    with open_video(out_video) as reader, open_video(numbered_videos["mp4"]) as original:
+        assert len(reader) == len(original)
+        assert reader.get_frames([0])[0, :4].mean() < original.get_frames([0])[0, :4].mean() + 255  # drawn over
+
+
+def test_label_sets():
+    assert len(class_names("kinetics400", 400)) == 400 and class_names("kinetics400", 400)[0] == "abseiling"
+    assert len(class_names("sthv2", 174)) == 174 and len(class_names("jester", 27)) == 27
+    assert class_names(None, 3) == ["class 0", "class 1", "class 2"]
+    with pytest.raises(ValueError, match="the label set has 400 classes, the model 10"):
+        class_names("kinetics400", 10)
+
+
+def test_predict_errors_are_one_line(tmp_path, capsys):
+    assert main(["predict", str(tmp_path / "none.mp4"), "--model", "tsm_mobilenetv2_1x1x8_k400"]) == 1
+    assert "no such file" in capsys.readouterr().err
+    assert main(["predict", str(tmp_path)]) == 1
+    assert "no videos found" in capsys.readouterr().err
