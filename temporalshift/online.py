@@ -41,6 +41,12 @@ class CachedShift(nn.Module):
         self.cache_out: Tensor | None = None
         self.channels: int | None = None
 
+    def call_shifted(self, x: Tensor, fn) -> Tensor:
+        return fn(self(x))
+
+    def shift_owned(self, x: Tensor) -> Tensor:
+        return self(x)
+
     def forward(self, x: Tensor) -> Tensor:
         fold = x.shape[1] // self.shift_div
         self.channels = x.shape[1]

@@ -156,3 +156,42 @@ def test_paddlevideo_order_takes_the_past_first():
     assert y[1, :4].tolist() == [0, 1, 202, 203]  # [0, fold) from t-1, [fold, 2 fold) from t+1
     inplace = temporal_shift(x.clone(), 3, 4, direction="bidirectional_reversed", inplace=True)
     assert torch.equal(inplace, temporal_shift(x, 3, 4, direction="bidirectional_reversed"))
+
+
+@pytest.mark.parametrize("direction", ["bidirectional", "left", "right", "bidirectional_reversed"])
+@pytest.mark.parametrize("padding", ["zero", "circulant"])
+def test_inference_fast_path_shifts_in_place_and_restores_the_input(direction, padding):
+    torch.manual_seed(0)
+    x = torch.randn(3 * 4, 16, 5, 5)
+    before = x.clone()
+    shift = TemporalShift(4, 4, direction, padding)
+    seen = {}
+
+    def fn(y):
+        seen["ptr"] = y.data_ptr()
+        return y * 2
+
+    with torch.inference_mode():
+        out = shift.call_shifted(x, fn)
+    assert seen["ptr"] == x.data_ptr()  # no copy: fn saw x itself, shifted
+    assert torch.equal(out, temporal_shift(before, 4, 4, direction, padding) * 2)
+    assert torch.equal(x, before)  # and x is back as it was
+    with torch.inference_mode():
+        owned = shift.shift_owned(x.clone())
+    assert torch.equal(owned, temporal_shift(before, 4, 4, direction, padding))
+    y = shift.call_shifted(x, fn)  # with autograd on: the ordinary out-of-place path
+    assert seen["ptr"] != x.data_ptr() and torch.equal(y, out)
+
+
+def test_models_give_the_same_outputs_with_and_without_the_fast_path():
+    from temporalshift import create_model
+
+    for name, kw in (("tsm_r50_1x1x8_k400", {"backbone": "resnet18", "width": 16}),
+                     ("tsm_r50_1x1x8_k400", {"backbone": "resnet18", "width": 16, "shift_place": "block"}),
+                     ("tsm_mobilenetv2_1x1x8_k400", {}), ("tsm_mobileones4_1x1x16_k400", {"backbone": "mobileone_s0"})):  # fmt: skip
+        model = create_model(name, **kw).eval()
+        clip = torch.randn(2, model.num_segments, 3, 48, 48)
+        slow = model(clip)  # autograd on: out-of-place shifts
+        with torch.inference_mode():
+            fast = model(clip)
+        torch.testing.assert_close(fast, slow.detach(), rtol=1e-5, atol=1e-6)

@@ -171,6 +171,21 @@ def temporal_shift(
     return _shift_copy(_as_clips(x, num_segments), groups, padding).view_as(x)
 
 
+def inference_fast_path() -> bool:
+    """True when no gradient is recorded and nothing traces or compiles the model: then a shift
+    may write into its input and undo it afterwards, which saves the full-size copy."""
+    if torch.is_grad_enabled() or torch.jit.is_tracing() or torch.jit.is_scripting():
+        return False
+    if torch.onnx.is_in_onnx_export() or torch.compiler.is_compiling():
+        return False
+    return True
+
+
+def _lost_frame(step: int) -> int:
+    """The frame a group loses when shifted in place: the first (taken from t+1) or the last."""
+    return 0 if step > 0 else -1
+
+
 class TemporalShift(nn.Module):
     """Parameter-free shift module that a block calls before its first conv.
 
@@ -199,6 +214,36 @@ class TemporalShift(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return temporal_shift(x, self.num_segments, self.shift_div, self.direction, self.padding, self.inplace)
+
+    def call_shifted(self, x: Tensor, fn) -> Tensor:
+        """``fn(shift(x))`` without a full-size copy in inference; ``x`` is left as it was.
+
+        Shifts ``x`` in place, runs ``fn``, then shifts back and restores the one frame per
+        channel group that the shift overwrote. In training (or while tracing) it is simply
+        ``fn(self(x))``.
+        """
+        if not inference_fast_path() or x.shape[1] < self.shift_div:
+            return fn(self(x))
+        _check(x, self.num_segments, self.shift_div, self.direction, self.padding)
+        groups = _groups(x.shape[1], self.shift_div, self.direction)
+        x5 = _as_clips(x, self.num_segments)
+        saved = [x5[:, _lost_frame(step), lo:hi].clone() for lo, hi, step in groups]
+        _shift_inplace_(x5, groups, self.padding)
+        try:
+            return fn(x)
+        finally:
+            _shift_inplace_(x5, _reverse(groups), "zero")
+            for (lo, hi, step), frame in zip(groups, saved, strict=True):
+                x5[:, _lost_frame(step), lo:hi] = frame
+
+    def shift_owned(self, x: Tensor) -> Tensor:
+        """``shift(x)`` for an ``x`` nobody else reads afterwards: in place when inferring."""
+        if inference_fast_path() and x.shape[1] >= self.shift_div:
+            _check(x, self.num_segments, self.shift_div, self.direction, self.padding)
+            _shift_inplace_(_as_clips(x, self.num_segments), _groups(x.shape[1], self.shift_div, self.direction),
+                            self.padding)  # fmt: skip
+            return x
+        return self(x)
 
     def extra_repr(self) -> str:
         return (

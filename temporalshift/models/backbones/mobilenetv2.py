@@ -52,8 +52,8 @@ class InvertedResidual(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         if not self.use_res_connect:
             return self.conv(x)
-        branch_in = self.shift(x) if self.shift is not None else x
-        return x + self.conv(branch_in)
+        branch = self.shift.call_shifted(x, self.conv) if self.shift is not None else self.conv(x)
+        return x + branch
 
 
 class MobileNetV2(nn.Module):

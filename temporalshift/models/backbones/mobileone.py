@@ -83,7 +83,7 @@ class MobileOneBlock(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         if self.shift is not None:
-            x = self.shift(x)
+            x = self.shift.shift_owned(x)  # the previous block's output: nobody else reads it
         if self.branch_reparam is not None:
             return self.act(self.se(self.branch_reparam(x)))
         out = self.branch_norm(x) if self.branch_norm is not None else 0

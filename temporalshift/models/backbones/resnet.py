@@ -58,10 +58,13 @@ class _ShiftBlock(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         if self.shift is not None and self.shift_place == "block":
-            x = self.shift(x)
+            x = self.shift.shift_owned(x)  # the block's input feeds both paths shifted
         identity = x if self.downsample is None else self.downsample(x)
-        branch_in = self.shift(x) if self.shift is not None and self.shift_place == "blockres" else x
-        out = self.relu(self._residual(branch_in) + identity)
+        if self.shift is not None and self.shift_place == "blockres":
+            branch = self.shift.call_shifted(x, self._residual)  # the identity keeps x unshifted
+        else:
+            branch = self._residual(x)
+        out = self.relu(branch + identity)
         if self.non_local is not None:
             out = self.non_local(out)
         return out
