@@ -186,9 +186,13 @@ def test_inference_fast_path_shifts_in_place_and_restores_the_input(direction, p
 def test_models_give_the_same_outputs_with_and_without_the_fast_path():
     from temporalshift import create_model
 
-    for name, kw in (("tsm_r50_1x1x8_k400", {"backbone": "resnet18", "width": 16}),
-                     ("tsm_r50_1x1x8_k400", {"backbone": "resnet18", "width": 16, "shift_place": "block"}),
-                     ("tsm_mobilenetv2_1x1x8_k400", {}), ("tsm_mobileones4_1x1x16_k400", {"backbone": "mobileone_s0"})):  # fmt: skip
+    cases = [
+        ("tsm_r50_1x1x8_k400", {"backbone": "resnet18", "width": 16}),
+        ("tsm_r50_1x1x8_k400", {"backbone": "resnet18", "width": 16, "shift_place": "block"}),
+        ("tsm_mobilenetv2_1x1x8_k400", {}),
+        ("tsm_mobileones4_1x1x16_k400", {"backbone": "mobileone_s0"}),
+    ]
+    for name, kw in cases:
         model = create_model(name, **kw).eval()
         clip = torch.randn(2, model.num_segments, 3, 48, 48)
         slow = model(clip)  # autograd on: out-of-place shifts
