@@ -327,6 +327,23 @@ def cmd_stream(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    """Speed and memory of a zoo model against TSN and plain torchvision, in one run."""
+    from temporalshift.bench import format_report, plot_report, run_bench
+
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    say = (lambda msg: print(msg, file=sys.stderr)) if args.json else (lambda msg: print(f"... {msg}", flush=True))
+    report = run_bench(args.model, args.device, tuple(args.batch), args.runs, args.warmup, args.train_batch,
+                       fast_paths=not args.no_fast_paths, compile=args.compile, progress=say)  # fmt: skip
+    if args.plot:
+        report["plot"] = str(plot_report(report, args.plot))
+    print(json.dumps(report, indent=2) if args.json else format_report(report))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tsm", description="Video action recognition with the Temporal Shift Module.")
     parser.add_argument("--version", action="version", version=f"temporalshift {__version__}")
@@ -408,6 +425,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-frames", type=int, help="stop after this many frames")
     p.add_argument("--json", action="store_true", help="one JSON line per frame")
     p.set_defaults(func=cmd_stream)
+
+    p = sub.add_parser("bench", help="speed and memory vs TSN and torchvision (ratios in one run)")
+    p.add_argument("--model", default="tsm_r50_1x1x8_k400")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--batch", type=int, nargs="+", default=[1, 8], help="inference batch sizes")
+    p.add_argument("--train-batch", type=int, default=2, help="clips per training step (0: skip)")
+    p.add_argument("--runs", type=int, default=20)
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--threads", type=int, help="torch intra-op threads")
+    p.add_argument("--no-fast-paths", action="store_true")
+    p.add_argument("--compile", action="store_true", help="also measure torch.compile (slow to start)")
+    p.add_argument("--plot", help="write a PNG bar chart")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("convert", help="convert an authors'/mmaction2/PaddleVideo checkpoint to ours")
     p.add_argument("src", help="a checkpoint file (.pth, .pt, .pdparams, .safetensors) or URL")

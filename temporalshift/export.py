@@ -61,6 +61,7 @@ def export_onnx(
     tmp = path.with_name(f".{path.name}.part")
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore", torch.jit.TracerWarning)  # shape checks become constants: expected
+        warnings.simplefilter("ignore", DeprecationWarning)  # the TorchScript-based exporter, chosen on purpose
         # The TorchScript-based exporter writes one self-contained file and handles the slicing of
         # the shift; the dynamo exporter would also need onnxscript.
         torch.onnx.export(model, (example,), str(tmp), input_names=["clip"], output_names=["logits"],

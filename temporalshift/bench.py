@@ -1,0 +1,329 @@
+"""``tsm bench``: what a TSM costs, measured against the same network without shifts (TSN) and a
+plain torchvision model, in one run, with the same inputs.
+
+Timings are interleaved (one run of every variant per round) so that machine noise hits all of
+them alike; each figure is a median (and p90) over ``runs`` rounds after ``warmup`` rounds.
+Peak memory is the growth of the process's peak resident set during one call on Linux CPUs
+(``/proc/self/clear_refs``), or ``torch.cuda.max_memory_allocated`` on a GPU.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+import temporalshift as ts
+from temporalshift.models.zoo import describe, get_spec
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_interleaved(fns: dict[str, Callable[[], Any]], runs: int, warmup: int, device: torch.device) -> dict:
+    """Median and p90 (ms) of each function, run round-robin."""
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    samples: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(runs):
+        for name, fn in fns.items():
+            _sync(device)
+            t0 = time.perf_counter()
+            fn()
+            _sync(device)
+            samples[name].append((time.perf_counter() - t0) * 1000)
+    out = {}
+    for name, xs in samples.items():
+        xs = sorted(xs)
+        out[name] = {"median_ms": statistics.median(xs), "p90_ms": xs[min(len(xs) - 1, int(0.9 * len(xs)))]}
+    return out
+
+
+def _rss_kb(field: str) -> int | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field):
+                return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def peak_memory_mb(fn: Callable[[], Any], device: torch.device) -> float | None:
+    """Extra memory at the peak of one call of ``fn`` (MB), beyond what was in use before.
+
+    On a GPU: the caching allocator's peak. On a Linux CPU: the growth of the peak resident set
+    (reset through ``/proc/self/clear_refs``); call it in a fresh process (see
+    :func:`peak_memory_fresh`), since a warm allocator reuses memory it already holds.
+    """
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        before = torch.cuda.memory_allocated(device)
+        fn()
+        torch.cuda.synchronize(device)
+        return (torch.cuda.max_memory_allocated(device) - before) / 2**20
+    try:
+        Path("/proc/self/clear_refs").write_text("5")  # reset the peak-RSS mark (Linux)
+    except OSError:
+        return None
+    before = _rss_kb("VmRSS:")
+    fn()
+    peak = _rss_kb("VmHWM:")
+    return None if before is None or peak is None else max(peak - before, 0) / 1024
+
+
+def peak_memory_fresh(name: str, variant: str, batch: int, train: bool, device: str) -> float | None:
+    """:func:`peak_memory_mb` of one inference call or training step, in a new Python process."""
+    import json
+    import subprocess
+    import sys
+
+    code = (
+        "import json, torch; from temporalshift.bench import _child_peak; "
+        f"print(json.dumps(_child_peak({name!r}, {variant!r}, {batch}, {train}, {device!r})))"
+    )
+    threads = torch.get_num_threads()
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=900,
+                          env={**__import__("os").environ, "OMP_NUM_THREADS": str(threads)})  # fmt: skip
+    if proc.returncode != 0:
+        return None
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _build_variant(name: str, variant: str, train: bool) -> nn.Module:
+    spec = get_spec(name)
+    if variant == "torchvision":
+        model = TorchvisionVideo(spec.backbone, spec.num_classes)
+    else:
+        model = ts.create_model(name, **({"shift_div": 0} if variant == "tsn" else {}))
+    return model.train(train)
+
+
+def _child_peak(name: str, variant: str, batch: int, train: bool, device: str) -> float | None:
+    dev = torch.device(device)
+    spec = get_spec(name)
+    torch.manual_seed(0)
+    model = _build_variant(name, variant, train).to(dev)
+    clip = torch.randn(batch, spec.num_segments, 3, spec.input_size, spec.input_size, device=dev)
+    if train:
+        fn = _train_fn(model, clip, torch.zeros(batch, dtype=torch.long, device=dev))
+    else:
+        fn = _inference_fn(model, clip)
+    return peak_memory_mb(fn, dev)
+
+
+class TorchvisionVideo(nn.Module):
+    """A plain torchvision classifier applied to every frame, scores averaged: the no-TSM floor."""
+
+    def __init__(self, backbone: str, num_classes: int) -> None:
+        super().__init__()
+        import torchvision
+
+        name = "mobilenet_v2" if backbone == "mobilenetv2" else backbone
+        self.net = getattr(torchvision.models, name)(num_classes=num_classes)
+
+    def forward(self, clip: torch.Tensor) -> torch.Tensor:
+        scores = self.net(clip.flatten(0, 1))
+        return scores.view(clip.shape[0], -1, scores.shape[-1]).mean(1)
+
+
+def _inference_fn(model: nn.Module, clip: torch.Tensor, autocast: str | None = None) -> Callable[[], Any]:
+    device_type = clip.device.type
+    ctx = torch.autocast(device_type, dtype=torch.bfloat16 if autocast == "bf16" else torch.float16) if autocast \
+        else contextlib.nullcontext()  # fmt: skip
+
+    def run():
+        with torch.inference_mode(), ctx:
+            return model(clip)
+
+    return run
+
+
+def _train_fn(model: nn.Module, clip: torch.Tensor, labels: torch.Tensor) -> Callable[[], Any]:
+    opt = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9)
+
+    def run():
+        loss = nn.functional.cross_entropy(model(clip), labels)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    return run
+
+
+def run_bench(
+    name: str,
+    device: str = "cpu",
+    batches: tuple[int, ...] = (1, 8),
+    runs: int = 20,
+    warmup: int = 3,
+    train_batch: int = 2,
+    fast_paths: bool = True,
+    compile: bool = False,
+    online: bool = True,
+    progress: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """All the figures for one zoo model; see the module docstring."""
+    dev = torch.device(device)
+    spec = get_spec(name)
+    info = describe(name)
+    size, t = spec.input_size, spec.num_segments
+    torch.manual_seed(0)
+    variants = {
+        "tsm": ts.create_model(name).eval().to(dev),
+        "tsn": ts.create_model(name, shift_div=0).eval().to(dev),
+    }
+    if spec.backbone.startswith("resnet") or spec.backbone == "mobilenetv2":
+        variants["torchvision"] = TorchvisionVideo(spec.backbone, spec.num_classes).eval().to(dev)
+    report: dict[str, Any] = {
+        "model": name, "device": str(dev), "threads": torch.get_num_threads(), "input": [t, 3, size, size],
+        "params": info["params"], "flops": info["flops"], "runs": runs, "warmup": warmup, "inference": {},
+    }  # fmt: skip
+    for batch in batches:
+        progress(f"inference, batch {batch}: {', '.join(variants)}")
+        clip = torch.randn(batch, t, 3, size, size, device=dev)
+        fns = {k: _inference_fn(m, clip) for k, m in variants.items()}
+        times = time_interleaved(fns, runs, warmup, dev)
+        for k in times:
+            times[k]["videos_per_s"] = batch * 1000 / times[k]["median_ms"]
+            times[k]["peak_memory_mb"] = peak_memory_fresh(name, k, batch, False, device)
+        times["tsm/tsn"] = times["tsm"]["median_ms"] / times["tsn"]["median_ms"]
+        if "torchvision" in times:
+            times["tsm/torchvision"] = times["tsm"]["median_ms"] / times["torchvision"]["median_ms"]
+        report["inference"][f"batch_{batch}"] = times
+    if train_batch:
+        progress(f"training step, batch {train_batch}: tsm, tsn")
+        clip = torch.randn(train_batch, t, 3, size, size, device=dev)
+        labels = torch.randint(0, spec.num_classes, (train_batch,), device=dev)
+        trainees = {
+            "tsm": ts.create_model(name).train().to(dev),
+            "tsn": ts.create_model(name, shift_div=0).train().to(dev),
+        }
+        fns = {k: _train_fn(m, clip, labels) for k, m in trainees.items()}
+        times = time_interleaved(fns, max(runs // 2, 5), 2, dev)
+        for k in times:
+            times[k]["peak_memory_mb"] = peak_memory_fresh(name, k, train_batch, True, device)
+        times["tsm/tsn"] = times["tsm"]["median_ms"] / times["tsn"]["median_ms"]
+        report["train"] = times
+    if fast_paths:
+        progress("fast paths, batch 1")
+        report["fast_paths"] = _fast_paths(variants["tsm"], t, size, dev, runs, warmup, compile)
+    if online and spec.backbone == "mobilenetv2":
+        progress("online MobileNetV2, one frame")
+        rec = ts.OnlineRecognizer(ts.create_model("tsm_mobilenetv2_online_1x1x8_k400").to(dev), fast=True)
+        frame = torch.randn(3, size, size, device=dev)
+        times = time_interleaved({"online_step": lambda: rec.step(frame)}, max(runs, 30), warmup, dev)
+        report["online"] = times["online_step"]
+    return report
+
+
+def _fast_paths(model: nn.Module, t: int, size: int, dev: torch.device, runs: int, warmup: int, compile: bool) -> dict:
+    from temporalshift.performance import optimize_for_inference
+
+    clip = torch.randn(1, t, 3, size, size, device=dev)
+    fns: dict[str, Callable[[], Any]] = {"default": _inference_fn(model, clip)}
+    fns["bn_folding"] = _inference_fn(optimize_for_inference(model, channels_last=False), clip)
+    fns["channels_last"] = _inference_fn(_channels_last(model), clip)
+    fns["optimize_for_inference"] = _inference_fn(optimize_for_inference(model), clip)
+    fns["bf16_autocast"] = _inference_fn(model, clip, "bf16")
+    if dev.type == "cuda":
+        fns["fp16_autocast"] = _inference_fn(model, clip, "fp16")
+
+    def no_grad_only():
+        with torch.no_grad():
+            return model(clip)
+
+    fns["no_grad_instead_of_inference_mode"] = no_grad_only
+    if compile:
+        compiled = torch.compile(optimize_for_inference(model))
+        fns["torch_compile"] = _inference_fn(compiled, clip)
+    if dev.type == "cpu":
+        with contextlib.suppress(ImportError, ValueError):
+            from temporalshift.export import export_onnx, load_onnx
+
+            path = Path(tempfile.mkdtemp()) / "bench.onnx"
+            export_onnx(model, path, check=False)
+            session, _ = load_onnx(path)
+            feed = {"clip": clip.cpu().numpy()}
+            fns["onnxruntime"] = lambda: session.run(None, feed)
+    times = time_interleaved(fns, runs, warmup, dev)
+    base = times["default"]["median_ms"]
+    for k in times:
+        times[k]["speedup"] = base / times[k]["median_ms"]
+    return times
+
+
+def _channels_last(model: nn.Module) -> nn.Module:
+    import copy
+
+    fast = copy.deepcopy(model)
+    for m in fast.modules():
+        if isinstance(m, nn.Conv2d):
+            m.to(memory_format=torch.channels_last)
+    fast.channels_last = True
+    return fast
+
+
+def format_report(r: dict[str, Any]) -> str:
+    lines = [f"{r['model']} on {r['device']} ({r['threads']} threads), input {r['input']}, "
+             f"{r['params']:,} params, {r['flops'] / 1e9:.2f} GFLOPs/clip (backbone)"]  # fmt: skip
+    for key, times in r["inference"].items():
+        lines.append(f"\ninference, {key.replace('_', ' ')}:   median    p90   videos/s   peak MB")
+        for k in ("tsm", "tsn", "torchvision"):
+            if k in times:
+                v = times[k]
+                mem = f"{v['peak_memory_mb']:8.0f}" if v["peak_memory_mb"] is not None else "       -"
+                lines.append(f"  {k:<20} {v['median_ms']:7.1f} {v['p90_ms']:6.1f}   {v['videos_per_s']:8.2f}  {mem}")
+        ratio = f"  TSM/TSN time {times['tsm/tsn']:.3f}"
+        if "tsm/torchvision" in times:
+            ratio += f"   TSM/torchvision {times['tsm/torchvision']:.3f}"
+        lines.append(ratio)
+    if "train" in r:
+        tr = r["train"]
+        lines.append("\ntraining step (forward + backward + SGD):   median ms   peak MB")
+        for k in ("tsm", "tsn"):
+            mem = f"{tr[k]['peak_memory_mb']:.0f}" if tr[k]["peak_memory_mb"] is not None else "-"
+            lines.append(f"  {k:<20} {tr[k]['median_ms']:10.1f}   {mem:>7}")
+        lines.append(f"  TSM/TSN step time {tr['tsm/tsn']:.3f}")
+    if "fast_paths" in r:
+        lines.append("\nfast paths, batch 1:            median ms   speed-up vs default")
+        for k, v in r["fast_paths"].items():
+            lines.append(f"  {k:<34} {v['median_ms']:8.1f}   {v['speedup']:.2f}x")
+    if "online" in r:
+        lines.append(f"\nonline MobileNetV2, one {r['input'][2]}x{r['input'][3]} frame: "
+                     f"median {r['online']['median_ms']:.1f} ms, p90 {r['online']['p90_ms']:.1f} ms")  # fmt: skip
+    return "\n".join(lines)
+
+
+def plot_report(r: dict[str, Any], path: str | Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = list(r["inference"])
+    fig, axes = plt.subplots(1, len(keys) + ("fast_paths" in r), figsize=(5 * (len(keys) + 1), 4))
+    for ax, key in zip(axes, keys, strict=False):
+        names = [k for k in ("tsm", "tsn", "torchvision") if k in r["inference"][key]]
+        ax.bar(names, [r["inference"][key][k]["median_ms"] for k in names], color=["C0", "C1", "C2"][: len(names)])
+        ax.set(title=f"inference, {key.replace('_', ' ')}", ylabel="median ms")
+    if "fast_paths" in r:
+        names = list(r["fast_paths"])
+        axes[-1].barh(names, [r["fast_paths"][k]["speedup"] for k in names])
+        axes[-1].set(title="speed-up vs default (batch 1)", xlabel="x")
+    fig.suptitle(f"{r['model']} on {r['device']}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return Path(path)

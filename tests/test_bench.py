@@ -1,0 +1,29 @@
+"""`tsm bench` runs end to end and reports every figure (timings are never asserted on)."""
+
+import json
+
+from temporalshift.cli import main
+
+
+def test_bench_reports_ratios_memory_fast_paths_and_online(capsys, tmp_path):
+    args = ["bench", "--model", "tsm_mobilenetv2_1x1x8_k400", "--runs", "2", "--warmup", "1", "--batch", "1",
+            "--train-batch", "1", "--plot", str(tmp_path / "bench.png"), "--json"]  # fmt: skip
+    assert main(args) == 0
+    report = json.loads(capsys.readouterr().out)
+    inference = report["inference"]["batch_1"]
+    assert {"tsm", "tsn", "torchvision", "tsm/tsn", "tsm/torchvision"} <= set(inference)
+    assert inference["tsm"]["median_ms"] > 0 and inference["tsm"]["videos_per_s"] > 0
+    assert inference["tsm"]["peak_memory_mb"] is None or inference["tsm"]["peak_memory_mb"] >= 0
+    assert report["train"]["tsm/tsn"] > 0
+    assert {"default", "bn_folding", "channels_last", "optimize_for_inference", "bf16_autocast"} <= set(
+        report["fast_paths"]
+    )
+    assert report["online"]["median_ms"] > 0
+    assert report["params"] == 2_736_272 and (tmp_path / "bench.png").stat().st_size > 0
+
+
+def test_bench_table(capsys):
+    assert main(["bench", "--model", "tsn_mobilenetv2_1x1x8_k400", "--runs", "1", "--warmup", "0", "--batch", "1",
+                 "--train-batch", "0", "--no-fast-paths"]) == 0  # fmt: skip
+    out = capsys.readouterr().out
+    assert "TSM/TSN time" in out and "videos/s" in out
