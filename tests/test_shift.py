@@ -199,3 +199,44 @@ def test_models_give_the_same_outputs_with_and_without_the_fast_path():
         with torch.inference_mode():
             fast = model(clip)
         torch.testing.assert_close(fast, slow.detach(), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("direction", ["bidirectional", "right", "bidirectional_reversed"])
+@pytest.mark.parametrize("padding", ["zero", "circulant"])
+def test_memory_saving_shifted_conv_has_the_naive_gradients(direction, padding):
+    from temporalshift.ops.shift import _ShiftedConv
+
+    torch.manual_seed(0)
+    x = torch.randn(2 * 4, 16, 5, 5, dtype=torch.float64, requires_grad=True)
+    conv = torch.nn.Conv2d(16, 8, 3, padding=1, bias=False).double()
+    shift = TemporalShift(4, 4, direction, padding)
+    before = x.detach().clone()
+    assert torch.autograd.gradcheck(lambda a, w: _ShiftedConv.apply(a, w, shift, conv), (x, conv.weight))
+    torch.testing.assert_close(
+        _ShiftedConv.apply(x, conv.weight, shift, conv), conv(temporal_shift(x, 4, 4, direction, padding))
+    )
+    assert torch.equal(x.detach(), before)
+
+
+def test_training_step_gradients_match_the_naive_shift(monkeypatch):
+    import temporalshift.ops.shift as shift_ops
+    from temporalshift import create_model
+
+    def grads(save_memory):
+        monkeypatch.setattr(shift_ops, "SAVE_SHIFT_MEMORY", save_memory)
+        torch.manual_seed(0)
+        out = {}
+        for name, kw in (
+            ("tsm_r50_1x1x8_k400", {"backbone": "resnet18", "width": 16}),
+            ("tsm_mobilenetv2_1x1x8_k400", {}),
+        ):
+            model = create_model(name, dropout=0.0, **kw).train()
+            clip = torch.randn(2, 8, 3, 48, 48)
+            torch.nn.functional.cross_entropy(model(clip), torch.tensor([1, 2])).backward()
+            out[name] = {k: p.grad.clone() for k, p in model.named_parameters()}
+        return out
+
+    fast, naive = grads(True), grads(False)
+    for name in fast:
+        for k in fast[name]:
+            torch.testing.assert_close(fast[name][k], naive[name][k], rtol=1e-4, atol=1e-6)

@@ -22,6 +22,7 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 Direction = Literal["bidirectional", "left", "right", "bidirectional_reversed"]
@@ -250,3 +251,82 @@ class TemporalShift(nn.Module):
             f"num_segments={self.num_segments}, shift_div={self.shift_div}, "
             f"direction={self.direction!r}, padding={self.padding!r}, inplace={self.inplace}"
         )
+
+
+# Training keeps no shifted copies (see _ShiftedConv); False restores the naive, copying version
+# (the benchmark measures both).
+SAVE_SHIFT_MEMORY = True
+
+
+class _ShiftedConv(torch.autograd.Function):
+    """``conv2d(shift(x), weight)`` that keeps no shifted copy for the backward pass.
+
+    The naive version stores ``shift(x)`` (a full-size tensor) for the weight gradient of every
+    shifted block. Here the shift is done in place on ``x``'s storage and undone right after the
+    convolution, in forward and again in backward; only ``x`` is kept, which autograd holds anyway
+    (the residual and the previous activation need it). Writing through ``x.data`` leaves x's
+    version counter alone: the values are restored exactly before anyone else reads them.
+    """
+
+    @staticmethod
+    def forward(ctx, x, weight, shift, conv):  # type: ignore[override]
+        ctx.save_for_backward(x, weight)
+        ctx.shift, ctx.conv = shift, conv
+        with _shifted_in_place(x.data, shift):
+            return F.conv2d(x.data, weight, None, conv.stride, conv.padding, conv.dilation, conv.groups)
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[override]
+        x, weight = ctx.saved_tensors
+        conv, shift = ctx.conv, ctx.shift
+        with _shifted_in_place(x.data, shift):
+            grad_in, grad_w, _ = torch.ops.aten.convolution_backward(
+                grad, x.data, weight, None, list(conv.stride), list(conv.padding), list(conv.dilation), False,
+                [0, 0], conv.groups, [ctx.needs_input_grad[0], ctx.needs_input_grad[1], False],
+            )  # fmt: skip
+        if grad_in is not None:  # the gradient of a shift is the shift the other way
+            groups = _groups(x.shape[1], shift.shift_div, shift.direction)
+            _shift_inplace_(_as_clips(grad_in, shift.num_segments), _reverse(groups), shift.padding)
+        return grad_in, grad_w, None, None
+
+
+class _shifted_in_place:
+    """Context manager: ``x`` shifted in place inside, exactly restored on exit."""
+
+    def __init__(self, x: Tensor, shift: TemporalShift) -> None:
+        self.x5 = _as_clips(x, shift.num_segments)
+        self.groups = _groups(x.shape[1], shift.shift_div, shift.direction)
+        self.padding = shift.padding
+
+    def __enter__(self) -> None:
+        self.saved = [self.x5[:, _lost_frame(step), lo:hi].clone() for lo, hi, step in self.groups]
+        _shift_inplace_(self.x5, self.groups, self.padding)
+
+    def __exit__(self, *exc: object) -> None:
+        _shift_inplace_(self.x5, _reverse(self.groups), "zero")
+        for (lo, hi, step), frame in zip(self.groups, self.saved, strict=True):
+            self.x5[:, _lost_frame(step), lo:hi] = frame
+
+
+def shifted_conv2d(x: Tensor, shift: TemporalShift, conv: nn.Conv2d) -> Tensor:
+    """``conv(shift(x))`` for a bias-free conv, with the least memory the mode allows.
+
+    Inference: in place, no copy. Training in float32: :class:`_ShiftedConv` (no shifted copy kept
+    for backward). Otherwise (autocast, tracing, export): the plain out-of-place shift.
+    """
+    if inference_fast_path():
+        return shift.call_shifted(x, conv)
+    plain = (
+        not SAVE_SHIFT_MEMORY
+        or conv.bias is not None
+        or x.shape[1] < shift.shift_div
+        or torch.jit.is_tracing()
+        or torch.onnx.is_in_onnx_export()
+        or torch.compiler.is_compiling()
+        or torch.is_autocast_enabled(x.device.type)
+        or x.dtype != conv.weight.dtype
+    )
+    if plain:
+        return conv(shift(x))
+    _check(x, shift.num_segments, shift.shift_div, shift.direction, shift.padding)
+    return _ShiftedConv.apply(x, conv.weight, shift, conv)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 from torchvision.ops import Conv2dNormActivation
 
-from temporalshift.ops.shift import TemporalShift
+from temporalshift.ops.shift import TemporalShift, shifted_conv2d
 
 # (expansion t, output channels c, repeats n, first stride s): the MobileNetV2 paper's table 2.
 _SETTINGS: tuple[tuple[int, int, int, int], ...] = (
@@ -52,8 +52,13 @@ class InvertedResidual(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         if not self.use_res_connect:
             return self.conv(x)
-        branch = self.shift.call_shifted(x, self.conv) if self.shift is not None else self.conv(x)
-        return x + branch
+        if self.shift is None:
+            return x + self.conv(x)
+        first = self.conv[0]  # Conv2dNormActivation: conv, BN, ReLU6
+        y = shifted_conv2d(x, self.shift, first[0])  # no full-size shifted copy, train or test
+        for layer in list(first)[1:] + list(self.conv)[1:]:
+            y = layer(y)
+        return x + y
 
 
 class MobileNetV2(nn.Module):

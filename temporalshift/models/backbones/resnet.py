@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from temporalshift.models.backbones.non_local import NonLocalBlock
-from temporalshift.ops.shift import TemporalShift
+from temporalshift.ops.shift import TemporalShift, shifted_conv2d
 
 # depth -> (block type, blocks per stage)
 RESNET_DEPTHS: dict[int, tuple[str, tuple[int, int, int, int]]] = {
@@ -53,15 +53,19 @@ class _ShiftBlock(nn.Module):
         self.shift_place = "blockres"
         self.non_local = None
 
-    def _residual(self, x: Tensor) -> Tensor:
+    def _after_conv1(self, y: Tensor) -> Tensor:
         raise NotImplementedError
+
+    def _residual(self, x: Tensor) -> Tensor:
+        return self._after_conv1(self.conv1(x))
 
     def forward(self, x: Tensor) -> Tensor:
         if self.shift is not None and self.shift_place == "block":
             x = self.shift.shift_owned(x)  # the block's input feeds both paths shifted
         identity = x if self.downsample is None else self.downsample(x)
         if self.shift is not None and self.shift_place == "blockres":
-            branch = self.shift.call_shifted(x, self._residual)  # the identity keeps x unshifted
+            # conv1(shift(x)) without a full-size shifted copy; the identity keeps x unshifted
+            branch = self._after_conv1(shifted_conv2d(x, self.shift, self.conv1))
         else:
             branch = self._residual(x)
         out = self.relu(branch + identity)
@@ -83,8 +87,8 @@ class BasicBlock(_ShiftBlock):
         self.bn2 = nn.BatchNorm2d(planes)
         self._setup(downsample)
 
-    def _residual(self, x: Tensor) -> Tensor:
-        out = self.relu(self.bn1(self.conv1(x)))
+    def _after_conv1(self, y: Tensor) -> Tensor:
+        out = self.relu(self.bn1(y))
         return self.bn2(self.conv2(out))
 
 
@@ -103,8 +107,8 @@ class Bottleneck(_ShiftBlock):
         self.bn3 = nn.BatchNorm2d(planes * 4)
         self._setup(downsample)
 
-    def _residual(self, x: Tensor) -> Tensor:
-        out = self.relu(self.bn1(self.conv1(x)))
+    def _after_conv1(self, y: Tensor) -> Tensor:
+        out = self.relu(self.bn1(y))
         out = self.relu(self.bn2(self.conv2(out)))
         return self.bn3(self.conv3(out))
 
