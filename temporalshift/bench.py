@@ -105,6 +105,8 @@ def _build_variant(name: str, variant: str, train: bool) -> nn.Module:
     spec = get_spec(name)
     if variant == "torchvision":
         model = TorchvisionVideo(spec.backbone, spec.num_classes)
+    elif variant == "tsm_naive_shift":
+        model = ts.create_model(name)
     else:
         model = ts.create_model(name, **({"shift_div": 0} if variant == "tsn" else {}))
     return model.train(train)
@@ -117,7 +119,7 @@ def _child_peak(name: str, variant: str, batch: int, train: bool, device: str) -
     model = _build_variant(name, variant, train).to(dev)
     clip = torch.randn(batch, spec.num_segments, 3, spec.input_size, spec.input_size, device=dev)
     if train:
-        fn = _train_fn(model, clip, torch.zeros(batch, dtype=torch.long, device=dev))
+        fn = _train_fn(model, clip, torch.zeros(batch, dtype=torch.long, device=dev), variant == "tsm_naive_shift")
     else:
         fn = _inference_fn(model, clip)
     return peak_memory_mb(fn, dev)
@@ -150,14 +152,22 @@ def _inference_fn(model: nn.Module, clip: torch.Tensor, autocast: str | None = N
     return run
 
 
-def _train_fn(model: nn.Module, clip: torch.Tensor, labels: torch.Tensor) -> Callable[[], Any]:
+def _train_fn(
+    model: nn.Module, clip: torch.Tensor, labels: torch.Tensor, naive_shift: bool = False
+) -> Callable[[], Any]:
+    import temporalshift.ops.shift as shift_ops
+
     opt = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9)
 
     def run():
-        loss = nn.functional.cross_entropy(model(clip), labels)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        shift_ops.SAVE_SHIFT_MEMORY = not naive_shift  # the naive version keeps a shifted copy per block
+        try:
+            loss = nn.functional.cross_entropy(model(clip), labels)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        finally:
+            shift_ops.SAVE_SHIFT_MEMORY = True
 
     return run
 
@@ -203,18 +213,19 @@ def run_bench(
             times["tsm/torchvision"] = times["tsm"]["median_ms"] / times["torchvision"]["median_ms"]
         report["inference"][f"batch_{batch}"] = times
     if train_batch:
-        progress(f"training step, batch {train_batch}: tsm, tsn")
+        progress(f"training step, batch {train_batch}: tsm, tsm with the naive shift, tsn")
         clip = torch.randn(train_batch, t, 3, size, size, device=dev)
         labels = torch.randint(0, spec.num_classes, (train_batch,), device=dev)
-        trainees = {
-            "tsm": ts.create_model(name).train().to(dev),
-            "tsn": ts.create_model(name, shift_div=0).train().to(dev),
+        fns = {
+            "tsm": _train_fn(ts.create_model(name).train().to(dev), clip, labels),
+            "tsm_naive_shift": _train_fn(ts.create_model(name).train().to(dev), clip, labels, naive_shift=True),
+            "tsn": _train_fn(ts.create_model(name, shift_div=0).train().to(dev), clip, labels),
         }
-        fns = {k: _train_fn(m, clip, labels) for k, m in trainees.items()}
         times = time_interleaved(fns, max(runs // 2, 5), 2, dev)
         for k in times:
             times[k]["peak_memory_mb"] = peak_memory_fresh(name, k, train_batch, True, device)
         times["tsm/tsn"] = times["tsm"]["median_ms"] / times["tsn"]["median_ms"]
+        times["naive/tsm memory"] = _ratio(times["tsm_naive_shift"]["peak_memory_mb"], times["tsm"]["peak_memory_mb"])
         report["train"] = times
     if fast_paths:
         progress("fast paths, batch 1")
@@ -226,6 +237,10 @@ def run_bench(
         times = time_interleaved({"online_step": lambda: rec.step(frame)}, max(runs, 30), warmup, dev)
         report["online"] = times["online_step"]
     return report
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return a / b if a and b else None
 
 
 def _fast_paths(model: nn.Module, t: int, size: int, dev: torch.device, runs: int, warmup: int, compile: bool) -> dict:
@@ -292,10 +307,12 @@ def format_report(r: dict[str, Any]) -> str:
     if "train" in r:
         tr = r["train"]
         lines.append("\ntraining step (forward + backward + SGD):   median ms   peak MB")
-        for k in ("tsm", "tsn"):
+        for k in ("tsm", "tsm_naive_shift", "tsn"):
             mem = f"{tr[k]['peak_memory_mb']:.0f}" if tr[k]["peak_memory_mb"] is not None else "-"
             lines.append(f"  {k:<20} {tr[k]['median_ms']:10.1f}   {mem:>7}")
         lines.append(f"  TSM/TSN step time {tr['tsm/tsn']:.3f}")
+        if tr.get("naive/tsm memory"):
+            lines.append(f"  naive-shift / TSM peak memory {tr['naive/tsm memory']:.3f}")
     if "fast_paths" in r:
         lines.append("\nfast paths, batch 1:            median ms   speed-up vs default")
         for k, v in r["fast_paths"].items():
