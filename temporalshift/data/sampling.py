@@ -96,6 +96,11 @@ def _segment_starts(num_frames: int, spec: SamplingSpec, fractions: np.ndarray) 
     return (base[None, :] + fractions * seg).astype(np.int64)
 
 
+def _dense_geometry(num_frames: int, spec: SamplingSpec) -> tuple[int, int]:
+    """Dense sampling: the stride inside the window, and the last start that keeps it in the video."""
+    return max(spec.window // spec.num_segments, 1), max(num_frames - spec.window, 0)
+
+
 def sample_train(num_frames: int, spec: SamplingSpec, rng: np.random.Generator) -> np.ndarray:
     """Frame indices of one training clip, shape ``(frames_per_clip,)``.
 
@@ -106,8 +111,7 @@ def sample_train(num_frames: int, spec: SamplingSpec, rng: np.random.Generator) 
         raise ValueError("a video needs at least one frame")
     n = spec.num_segments
     if spec.mode == "dense":
-        stride = max(spec.window // n, 1)
-        last_start = max(num_frames - spec.window, 0)
+        stride, last_start = _dense_geometry(num_frames, spec)
         start = int(rng.integers(0, last_start + 1))
         return _snippets(start + np.arange(n) * stride, spec, num_frames)
     span = spec.clip_len * spec.frame_interval
@@ -130,8 +134,7 @@ def sample_test(num_frames: int, spec: SamplingSpec) -> np.ndarray:
         raise ValueError("a video needs at least one frame")
     n = spec.num_segments
     if spec.mode == "dense":
-        stride = max(spec.window // n, 1)
-        last_start = max(num_frames - spec.window, 0)
+        stride, last_start = _dense_geometry(num_frames, spec)
         starts = np.linspace(0, last_start, num=spec.test_clips).astype(np.int64)
         return _snippets(starts[:, None] + np.arange(n)[None, :] * stride, spec, num_frames)
     span = spec.clip_len * spec.frame_interval
