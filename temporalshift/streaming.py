@@ -47,9 +47,10 @@ def stream(
     window: int = 8,
     labels: Any = None,
     max_frames: int | None = None,
+    engine: str = "torch",
 ) -> Iterator[dict[str, Any]]:
     """Yield, per frame: its index, the smoothed label and probability, and the model latency."""
-    recognizer = OnlineRecognizer(model, window)
+    recognizer = OnlineRecognizer(model, window, engine=engine)
     spec = model.spec
     names = class_names(labels, spec.num_classes, spec.labels)
     size = spec.input_size
