@@ -19,20 +19,15 @@ from pathlib import Path
 
 import numpy as np
 
+from temporalshift.bench import make_bench_video
 from temporalshift.data.decode import DecordReader, OpenCVReader, PyAVReader
-from temporalshift.data.encode import write_video
 from temporalshift.data.sampling import SamplingSpec, sample_train
 from temporalshift.data.transforms import TrainTransform, to_clip
 
 
 def make_video(path: Path, seconds: int, gop: int | None, fps: int = 30) -> Path:
     """A 320x240 video with moving content (so inter frames carry real motion)."""
-    if not path.exists():
-        rng = np.random.default_rng(0)
-        base = rng.integers(0, 255, size=(240, 640, 3), dtype=np.uint8)
-        frames = (np.roll(base, -3 * i, axis=1)[:, :320] for i in range(seconds * fps))
-        write_video(path, frames, fps=fps, gop=gop, crf=23)
-    return path
+    return make_bench_video(path, seconds, gop, fps)
 
 
 def clips_per_second(open_reader, path: Path, clips: int, seed: int = 0) -> float:

@@ -183,6 +183,7 @@ def run_bench(
     fast_paths: bool = True,
     compile: bool = False,
     online: bool = True,
+    data: bool = True,
     progress: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """All the figures for one zoo model; see the module docstring."""
@@ -228,6 +229,13 @@ def run_bench(
         times["tsm/tsn"] = times["tsm"]["median_ms"] / times["tsn"]["median_ms"]
         times["naive/tsm memory"] = _ratio(times["tsm_naive_shift"]["peak_memory_mb"], times["tsm"]["peak_memory_mb"])
         report["train"] = times
+    if train_batch and data:
+        progress("data pipeline (10 s 320x240 H.264 video), workers 0/1/2")
+        pipeline = data_pipeline_report(size, t, train_batch)
+        model_rate = train_batch * 1000 / report["train"]["tsm"]["median_ms"]
+        best = max(pipeline.values())
+        report["data"] = {"clips_per_s": pipeline, "model_train_clips_per_s": model_rate,
+                          "bottleneck": "data" if best < model_rate else "model"}  # fmt: skip
     if fast_paths:
         progress("fast paths, batch 1")
         report["fast_paths"] = _fast_paths(variants["tsm"], t, size, dev, runs, warmup, compile)
@@ -242,6 +250,42 @@ def run_bench(
         times = time_interleaved({k: partial(fn, frame) for k, fn in steps.items()}, max(runs, 30), warmup, dev)
         report["online"] = times
     return report
+
+
+def make_bench_video(path: str | Path, seconds: int = 10, gop: int | None = 30, fps: int = 30) -> Path:
+    """A 320x240 H.264 video with real motion (so inter frames carry work), made once."""
+    import numpy as np
+
+    from temporalshift.data.encode import write_video
+
+    path = Path(path)
+    if not path.exists():
+        base = np.random.default_rng(0).integers(0, 255, size=(240, 640, 3), dtype=np.uint8)
+        frames = (np.roll(base, -3 * i, axis=1)[:, :320] for i in range(seconds * fps))
+        write_video(path, frames, fps=fps, gop=gop, crf=23)
+    return path
+
+
+def data_pipeline_report(size: int, segments: int, batch: int, workers: tuple[int, ...] = (0, 1, 2),
+                         batches: int = 8) -> dict[str, float]:  # fmt: skip
+    """Training clips/s of the full data pipeline (decode + multi-scale crop + flip + normalize)."""
+    from torch.utils.data import DataLoader
+
+    from temporalshift.data.datasets import VideoDataset, VideoRecord
+    from temporalshift.data.sampling import SamplingSpec
+    from temporalshift.data.transforms import TrainTransform
+
+    video = make_bench_video(Path(tempfile.gettempdir()) / "tsm-bench-10s-gop30.mp4")
+    records = [VideoRecord(str(video), 0)] * (batch * batches)
+    dataset = VideoDataset(records, SamplingSpec(num_segments=segments), TrainTransform(size=size))
+    out = {}
+    for n in workers:
+        loader = DataLoader(dataset, batch_size=batch, num_workers=n, shuffle=True)
+        t0 = time.perf_counter()
+        for _ in loader:
+            pass
+        out[f"workers_{n}"] = len(records) / (time.perf_counter() - t0)
+    return out
 
 
 def _ratio(a: float | None, b: float | None) -> float | None:
@@ -318,6 +362,11 @@ def format_report(r: dict[str, Any]) -> str:
         lines.append(f"  TSM/TSN step time {tr['tsm/tsn']:.3f}")
         if tr.get("naive/tsm memory"):
             lines.append(f"  naive-shift / TSM peak memory {tr['naive/tsm memory']:.3f}")
+    if "data" in r:
+        d = r["data"]
+        rates = ", ".join(f"{k.replace('_', ' ')}: {v:.1f}" for k, v in d["clips_per_s"].items())
+        lines.append(f"\ndata pipeline clips/s ({rates}) vs model training {d['model_train_clips_per_s']:.1f} "
+                     f"clips/s: the bottleneck is the {d['bottleneck']}")  # fmt: skip
     if "fast_paths" in r:
         lines.append("\nfast paths, batch 1:            median ms   speed-up vs default")
         for k, v in r["fast_paths"].items():

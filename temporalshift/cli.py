@@ -339,7 +339,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     say = (lambda msg: print(msg, file=sys.stderr)) if args.json else (lambda msg: print(f"... {msg}", flush=True))
     report = run_bench(args.model, args.device, tuple(args.batch), args.runs, args.warmup, args.train_batch,
-                       fast_paths=not args.no_fast_paths, compile=args.compile, progress=say)  # fmt: skip
+                       fast_paths=not args.no_fast_paths, compile=args.compile, data=not args.no_data,
+                       progress=say)  # fmt: skip
     if args.plot:
         report["plot"] = str(plot_report(report, args.plot))
     print(json.dumps(report, indent=2) if args.json else format_report(report))
@@ -443,6 +444,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--threads", type=int, help="torch intra-op threads")
     p.add_argument("--no-fast-paths", action="store_true")
+    p.add_argument("--no-data", action="store_true", help="skip the data-pipeline throughput")
     p.add_argument("--compile", action="store_true", help="also measure torch.compile (slow to start)")
     p.add_argument("--plot", help="write a PNG bar chart")
     p.add_argument("--json", action="store_true")

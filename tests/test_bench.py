@@ -20,6 +20,9 @@ def test_bench_reports_ratios_memory_fast_paths_and_online(capsys, tmp_path):
     )
     assert report["online"]["torch"]["median_ms"] > 0 and report["online"]["onnxruntime"]["median_ms"] > 0
     assert report["params"] == 2_736_272 and (tmp_path / "bench.png").stat().st_size > 0
+    data = report["data"]
+    assert set(data["clips_per_s"]) == {"workers_0", "workers_1", "workers_2"}
+    assert data["bottleneck"] in ("data", "model") and data["model_train_clips_per_s"] > 0
 
 
 def test_bench_table(capsys):
