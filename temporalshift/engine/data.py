@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -13,12 +12,8 @@ from temporalshift.data.sampling import SamplingSpec
 from temporalshift.data.transforms import TestTransform, TrainTransform, flip_label_map
 from temporalshift.engine.config import Config
 from temporalshift.engine.distributed import DistInfo
+from temporalshift.models.hub import cache_dir
 from temporalshift.models.zoo import ModelSpec
-
-
-def cache_dir() -> Path:
-    """``$TSM_HOME``, or ``~/.cache/temporalshift``: downloaded weights and generated data."""
-    return Path(os.environ.get("TSM_HOME", Path.home() / ".cache" / "temporalshift"))
 
 
 def ensure_builtin_data(cfg: Config) -> Config:
