@@ -226,16 +226,8 @@ class TemporalShift(nn.Module):
         if not inference_fast_path() or x.shape[1] < self.shift_div:
             return fn(self(x))
         _check(x, self.num_segments, self.shift_div, self.direction, self.padding)
-        groups = _groups(x.shape[1], self.shift_div, self.direction)
-        x5 = _as_clips(x, self.num_segments)
-        saved = [x5[:, _lost_frame(step), lo:hi].clone() for lo, hi, step in groups]
-        _shift_inplace_(x5, groups, self.padding)
-        try:
+        with _shifted_in_place(x, self):
             return fn(x)
-        finally:
-            _shift_inplace_(x5, _reverse(groups), "zero")
-            for (lo, hi, step), frame in zip(groups, saved, strict=True):
-                x5[:, _lost_frame(step), lo:hi] = frame
 
     def shift_owned(self, x: Tensor) -> Tensor:
         """``shift(x)`` for an ``x`` nobody else reads afterwards: in place when inferring."""
