@@ -10,6 +10,7 @@ Peak memory is the growth of the process's peak resident set during one call on 
 from __future__ import annotations
 
 import contextlib
+import copy
 import statistics
 import tempfile
 import time
@@ -293,12 +294,12 @@ def _ratio(a: float | None, b: float | None) -> float | None:
 
 
 def _fast_paths(model: nn.Module, t: int, size: int, dev: torch.device, runs: int, warmup: int, compile: bool) -> dict:
-    from temporalshift.performance import optimize_for_inference
+    from temporalshift.performance import optimize_for_inference, to_channels_last
 
     clip = torch.randn(1, t, 3, size, size, device=dev)
     fns: dict[str, Callable[[], Any]] = {"default": _inference_fn(model, clip)}
     fns["bn_folding"] = _inference_fn(optimize_for_inference(model, channels_last=False), clip)
-    fns["channels_last"] = _inference_fn(_channels_last(model), clip)
+    fns["channels_last"] = _inference_fn(to_channels_last(copy.deepcopy(model)), clip)
     fns["optimize_for_inference"] = _inference_fn(optimize_for_inference(model), clip)
     fns["bf16_autocast"] = _inference_fn(model, clip, "bf16")
     if dev.type == "cuda":
@@ -326,17 +327,6 @@ def _fast_paths(model: nn.Module, t: int, size: int, dev: torch.device, runs: in
     for k in times:
         times[k]["speedup"] = base / times[k]["median_ms"]
     return times
-
-
-def _channels_last(model: nn.Module) -> nn.Module:
-    import copy
-
-    fast = copy.deepcopy(model)
-    for m in fast.modules():
-        if isinstance(m, nn.Conv2d):
-            m.to(memory_format=torch.channels_last)
-    fast.channels_last = True
-    return fast
 
 
 def format_report(r: dict[str, Any]) -> str:

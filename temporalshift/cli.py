@@ -105,31 +105,32 @@ def _print_jobs(results: list, what: str) -> int:
     return 1 if failed else 0
 
 
-def cmd_prepare_frames(args: argparse.Namespace) -> int:
-    """Extract the frames of every video under SRC into OUT/<relative path without suffix>/."""
+def _video_jobs(src_dir: str, out_dir: str, suffix: str, *extra) -> list[tuple]:
+    """One job per video under ``src_dir``: (video, its place in the same tree under ``out_dir``, *extra)."""
     from pathlib import Path
 
-    from temporalshift.data.prepare import extract_frames, find_videos, run_jobs
+    from temporalshift.data.prepare import find_videos
 
-    src, out = Path(args.src), Path(args.out)
+    src, out = Path(src_dir), Path(out_dir)
     videos = find_videos(src)
     if not videos:
         raise ValueError(f"no videos under {src}")
-    jobs = [(v, out / v.relative_to(src).with_suffix(""), args.short_side, args.template) for v in videos]
+    return [(v, out / v.relative_to(src).with_suffix(suffix), *extra) for v in videos]
+
+
+def cmd_prepare_frames(args: argparse.Namespace) -> int:
+    """Extract the frames of every video under SRC into OUT/<relative path without suffix>/."""
+    from temporalshift.data.prepare import extract_frames, run_jobs
+
+    jobs = _video_jobs(args.src, args.out, "", args.short_side, args.template)
     return _print_jobs(run_jobs(extract_frames, jobs, args.workers, "extracting frames"), "frames")
 
 
 def cmd_prepare_resize(args: argparse.Namespace) -> int:
     """Re-encode every video under SRC with its short side scaled, into OUT (same tree, .mp4)."""
-    from pathlib import Path
+    from temporalshift.data.prepare import resize_video, run_jobs
 
-    from temporalshift.data.prepare import find_videos, resize_video, run_jobs
-
-    src, out = Path(args.src), Path(args.out)
-    videos = find_videos(src)
-    if not videos:
-        raise ValueError(f"no videos under {src}")
-    jobs = [(v, out / v.relative_to(src).with_suffix(".mp4"), args.short_side) for v in videos]
+    jobs = _video_jobs(args.src, args.out, ".mp4", args.short_side)
     return _print_jobs(run_jobs(resize_video, jobs, args.workers, "resizing videos"), "resized")
 
 

@@ -37,6 +37,15 @@ def _fold_batchnorms(module: nn.Module) -> None:
                     m[i + 1] = nn.Identity()
 
 
+def to_channels_last(model: nn.Module) -> nn.Module:
+    """NHWC weights for every 2D conv (the non-local blocks' 3D convs stay) and NHWC frames in."""
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            m.to(memory_format=torch.channels_last)
+    model.channels_last = True
+    return model
+
+
 @torch.no_grad()
 def optimize_for_inference(model: nn.Module, channels_last: bool = True) -> nn.Module:
     """A copy of ``model`` for inference only: BN folded, branches fused, channels-last.
@@ -53,10 +62,7 @@ def optimize_for_inference(model: nn.Module, channels_last: bool = True) -> nn.M
         fast.reparameterize()
     _fold_batchnorms(fast)
     if channels_last:
-        for m in fast.modules():  # 2D convs only: the non-local blocks' 3D convs stay as they are
-            if isinstance(m, nn.Conv2d):
-                m.to(memory_format=torch.channels_last)
-        fast.channels_last = True
+        to_channels_last(fast)
     for p in fast.parameters():
         p.requires_grad_(False)
     return fast

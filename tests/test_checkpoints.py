@@ -196,26 +196,18 @@ def test_mmaction2_resnet50_tsm_with_gaussian_non_local(tmp_path):
     tv = _tv_resnet()
     ref = {k: v for k, v in tv.state_dict().items() if not k.startswith("fc.")}
     sd = {"backbone." + _tv_to_mma_resnet(k): v for k, v in ref.items()}
-    for b in (0, 2):  # mmcv NonLocal3d, gaussian mode: g and conv_out only (phi is a bare max-pool)
-        p = f"backbone.layer2.{b}."
-        for k in [k for k in sd if k.startswith(p)]:
-            sd[k.replace(p, p + "block.")] = sd.pop(k)
-        sd[p + "non_local_block.g.0.conv.weight"] = torch.randn(256, 512, 1, 1, 1)
-        sd[p + "non_local_block.g.0.conv.bias"] = torch.randn(256)
-        sd[p + "non_local_block.conv_out.conv.weight"] = torch.randn(512, 256, 1, 1, 1)
-        for stat in ("weight", "bias", "running_mean", "running_var"):
-            sd[p + "non_local_block.conv_out.bn." + stat] = torch.rand(512)
-        sd[p + "non_local_block.conv_out.bn.num_batches_tracked"] = torch.tensor(0)
-    for b in (0, 2, 4):
-        p = f"backbone.layer3.{b}."
-        for k in [k for k in sd if k.startswith(p)]:
-            sd[k.replace(p, p + "block.")] = sd.pop(k)
-        sd[p + "non_local_block.g.0.conv.weight"] = torch.randn(512, 1024, 1, 1, 1)
-        sd[p + "non_local_block.g.0.conv.bias"] = torch.randn(512)
-        sd[p + "non_local_block.conv_out.conv.weight"] = torch.randn(1024, 512, 1, 1, 1)
-        for stat in ("weight", "bias", "running_mean", "running_var"):
-            sd[p + "non_local_block.conv_out.bn." + stat] = torch.rand(1024)
-        sd[p + "non_local_block.conv_out.bn.num_batches_tracked"] = torch.tensor(0)
+    # mmcv NonLocal3d, gaussian mode: g and conv_out only (phi is a bare max-pool)
+    for layer, blocks, c in (("layer2", (0, 2), 512), ("layer3", (0, 2, 4), 1024)):
+        for b in blocks:
+            p = f"backbone.{layer}.{b}."
+            for k in [k for k in sd if k.startswith(p)]:
+                sd[k.replace(p, p + "block.")] = sd.pop(k)
+            sd[p + "non_local_block.g.0.conv.weight"] = torch.randn(c // 2, c, 1, 1, 1)
+            sd[p + "non_local_block.g.0.conv.bias"] = torch.randn(c // 2)
+            sd[p + "non_local_block.conv_out.conv.weight"] = torch.randn(c, c // 2, 1, 1, 1)
+            for stat in ("weight", "bias", "running_mean", "running_var"):
+                sd[p + "non_local_block.conv_out.bn." + stat] = torch.rand(c)
+            sd[p + "non_local_block.conv_out.bn.num_batches_tracked"] = torch.tensor(0)
     sd["cls_head.fc_cls.weight"], sd["cls_head.fc_cls.bias"] = torch.randn(400, 2048), torch.randn(400)
     sd["data_preprocessor.mean"] = torch.zeros(3, 1, 1)
     path = tmp_path / "tsm_imagenet-pretrained-r50-nl-gaussian_8xb16-1x1x8-50e_kinetics400-rgb_20220831-7e54dacf.pth"

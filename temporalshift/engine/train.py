@@ -43,6 +43,7 @@ from temporalshift.engine.optim import build_optimizer, lr_factor, set_lr
 from temporalshift.models.checkpoints import extract_state_dict, read_checkpoint
 from temporalshift.models.recognizer import Recognizer
 from temporalshift.models.zoo import create_model
+from temporalshift.performance import to_channels_last
 
 
 @dataclass
@@ -143,8 +144,7 @@ def _train(cfg: Config, info: DistInfo, resume: str | Path | None, auto_scale_lr
             raise ValueError(f"data.sampling {frames} gives {per_clip} frames, the model needs {model.num_segments}")
     model.to(info.device)
     if rt.channels_last:
-        model.to(memory_format=torch.channels_last)
-        model.channels_last = True
+        to_channels_last(model)  # 2D convs only: a 3D non-local conv has no NHWC form
     barrier(info)  # the work dir exists for every rank from here on
     bad = BadVideoLog(work_dir / "bad_videos.tsv")
     if info.is_main and not resume:
