@@ -71,7 +71,12 @@ def test_backward_is_the_reverse_shift():
 
 @pytest.mark.parametrize("direction", ["bidirectional", "left", "right"])
 @pytest.mark.parametrize("padding", ["zero", "circulant"])
-def test_inplace_equals_naive_forward_and_backward(direction, padding):
+@pytest.mark.parametrize("frame_by_frame", [False, True])
+def test_inplace_equals_naive_forward_and_backward(direction, padding, frame_by_frame, monkeypatch):
+    import temporalshift.ops.shift as shift_ops
+
+    # both ways of moving the frames: through one temporary, and frame by frame with none
+    monkeypatch.setattr(shift_ops, "_FRAME_BY_FRAME_MIN", 0 if frame_by_frame else 10**9)
     torch.manual_seed(0)
     x = torch.randn(2 * 5, 16, 3, 3, dtype=torch.float64, requires_grad=True)
     g = torch.randn(2 * 5, 16, 3, 3, dtype=torch.float64)
@@ -181,6 +186,31 @@ def test_inference_fast_path_shifts_in_place_and_restores_the_input(direction, p
     assert torch.equal(owned, temporal_shift(before, 4, 4, direction, padding))
     y = shift.call_shifted(x, fn)  # with autograd on: the ordinary out-of-place path
     assert seen["ptr"] != x.data_ptr() and torch.equal(y, out)
+
+
+@pytest.mark.parametrize("direction", ["bidirectional", "left", "right", "bidirectional_reversed"])
+@pytest.mark.parametrize("padding", ["zero", "circulant"])
+@pytest.mark.parametrize("with_identity", [False, True])
+def test_shifted_residual_consumes_its_input_in_inference_and_matches_the_plain_block(
+    direction, padding, with_identity
+):
+    from temporalshift.ops.shift import shifted_residual
+
+    torch.manual_seed(0)
+    shift = TemporalShift(4, 4, direction, padding)
+    conv = torch.nn.Conv2d(16, 8, 1, bias=False)
+    rest = torch.nn.Sequential(torch.nn.ReLU(), torch.nn.Conv2d(8, 16, 3, padding=1))
+    x = torch.randn(3 * 4, 16, 5, 5)
+    identity = torch.randn_like(x) if with_identity else None
+    expected = rest(conv(temporal_shift(x, 4, 4, direction, padding))) + (x if identity is None else identity)
+    kept = x.clone()
+    trained = shifted_residual(kept, shift, conv, rest, identity)  # autograd on: x is kept
+    assert torch.allclose(trained, expected, atol=1e-6) and torch.equal(kept, x)
+    owned = x.clone()
+    with torch.inference_mode():
+        fast = shifted_residual(owned, shift, conv, rest, identity)
+    assert torch.allclose(fast, expected, atol=1e-6)
+    assert torch.equal(owned, temporal_shift(x, 4, 4, direction, padding))  # consumed: left shifted
 
 
 def test_models_give_the_same_outputs_with_and_without_the_fast_path():

@@ -12,7 +12,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 from torchvision.ops import Conv2dNormActivation
 
-from temporalshift.ops.shift import TemporalShift, shifted_conv2d
+from temporalshift.ops.shift import TemporalShift, shifted_residual
 
 # (expansion t, output channels c, repeats n, first stride s): the MobileNetV2 paper's table 2.
 _SETTINGS: tuple[tuple[int, int, int, int], ...] = (
@@ -54,11 +54,13 @@ class InvertedResidual(nn.Module):
             return self.conv(x)
         if self.shift is None:
             return x + self.conv(x)
-        first = self.conv[0]  # Conv2dNormActivation: conv, BN, ReLU6
-        y = shifted_conv2d(x, self.shift, first[0])  # no full-size shifted copy, train or test
-        for layer in list(first)[1:] + list(self.conv)[1:]:
+        # conv[0] is a Conv2dNormActivation (conv, BN, ReLU6): the shift goes before its conv
+        return shifted_residual(x, self.shift, self.conv[0][0], self._after_first_conv)
+
+    def _after_first_conv(self, y: Tensor) -> Tensor:
+        for layer in [*list(self.conv[0])[1:], *list(self.conv)[1:]]:
             y = layer(y)
-        return x + y
+        return y
 
 
 class MobileNetV2(nn.Module):

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from temporalshift.models.backbones.non_local import NonLocalBlock
-from temporalshift.ops.shift import TemporalShift, shifted_conv2d
+from temporalshift.ops.shift import TemporalShift, shifted_residual
 
 # depth -> (block type, blocks per stage)
 RESNET_DEPTHS: dict[int, tuple[str, tuple[int, int, int, int]]] = {
@@ -62,13 +62,14 @@ class _ShiftBlock(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         if self.shift is not None and self.shift_place == "block":
             x = self.shift.shift_owned(x)  # the block's input feeds both paths shifted
-        identity = x if self.downsample is None else self.downsample(x)
+        identity = None if self.downsample is None else self.downsample(x)
         if self.shift is not None and self.shift_place == "blockres":
-            # conv1(shift(x)) without a full-size shifted copy; the identity keeps x unshifted
-            branch = self._after_conv1(shifted_conv2d(x, self.shift, self.conv1))
+            # conv1(shift(x)) + x without a full-size shifted copy; the identity is x unshifted
+            out = shifted_residual(x, self.shift, self.conv1, self._after_conv1, identity)
         else:
-            branch = self._residual(x)
-        out = self.relu(branch + identity)
+            out = self._residual(x)
+            out += x if identity is None else identity
+        out = self.relu(out)
         if self.non_local is not None:
             out = self.non_local(out)
         return out
