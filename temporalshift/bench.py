@@ -32,23 +32,31 @@ def _sync(device: torch.device) -> None:
 
 
 def time_interleaved(fns: dict[str, Callable[[], Any]], runs: int, warmup: int, device: torch.device) -> dict:
-    """Median and p90 (ms) of each function, run round-robin."""
+    """Median and p90 (ms) of each function, run round-robin (in reverse order every other round,
+    so that no variant always runs right after the same one). ``samples_ms`` keeps every round."""
     for _ in range(warmup):
         for fn in fns.values():
             fn()
     samples: dict[str, list[float]] = {k: [] for k in fns}
-    for _ in range(runs):
-        for name, fn in fns.items():
+    for i in range(runs):
+        for name in list(fns) if i % 2 == 0 else reversed(list(fns)):
             _sync(device)
             t0 = time.perf_counter()
-            fn()
+            fns[name]()
             _sync(device)
             samples[name].append((time.perf_counter() - t0) * 1000)
     out = {}
     for name, xs in samples.items():
-        xs = sorted(xs)
-        out[name] = {"median_ms": statistics.median(xs), "p90_ms": xs[min(len(xs) - 1, int(0.9 * len(xs)))]}
+        ordered = sorted(xs)
+        out[name] = {"median_ms": statistics.median(xs), "p90_ms": ordered[min(len(xs) - 1, int(0.9 * len(xs)))],
+                     "samples_ms": xs}  # fmt: skip
     return out
+
+
+def paired_ratio(times: dict, a: str, b: str) -> float:
+    """Median over rounds of ``a``'s time / ``b``'s time in the same round: drift in the machine's
+    speed (turbo, other load) cancels within a round, so this is steadier than a ratio of medians."""
+    return statistics.median(x / y for x, y in zip(times[a]["samples_ms"], times[b]["samples_ms"], strict=True))
 
 
 def _rss_kb(field: str) -> int | None:
@@ -110,7 +118,11 @@ def _build_variant(name: str, variant: str, train: bool) -> nn.Module:
     elif variant == "tsm_naive_shift":
         model = ts.create_model(name)
     else:
-        model = ts.create_model(name, **({"shift_div": 0} if variant == "tsn" else {}))
+        model = ts.create_model(name, **({"shift_div": 0} if variant.startswith("tsn") else {}))
+    if variant.endswith("_fast"):
+        from temporalshift.performance import optimize_for_inference
+
+        return optimize_for_inference(model)
     return model.train(train)
 
 
@@ -199,6 +211,11 @@ def run_bench(
     }
     if spec.backbone.startswith("resnet") or spec.backbone == "mobilenetv2":
         variants["torchvision"] = TorchvisionVideo(spec.backbone, spec.num_classes).eval().to(dev)
+    if fast_paths:  # the form tsm predict runs (optimize_for_inference), with and without shifts
+        from temporalshift.performance import optimize_for_inference
+
+        variants["tsm_fast"] = optimize_for_inference(variants["tsm"])
+        variants["tsn_fast"] = optimize_for_inference(variants["tsn"])
     report: dict[str, Any] = {
         "model": name, "device": str(dev), "threads": torch.get_num_threads(), "input": [t, 3, size, size],
         "params": info["params"], "flops": info["flops"], "runs": runs, "warmup": warmup, "inference": {},
@@ -211,9 +228,11 @@ def run_bench(
         for k in times:
             times[k]["videos_per_s"] = batch * 1000 / times[k]["median_ms"]
             times[k]["peak_memory_mb"] = peak_memory_fresh(name, k, batch, False, device)
-        times["tsm/tsn"] = times["tsm"]["median_ms"] / times["tsn"]["median_ms"]
+        times["tsm/tsn"] = paired_ratio(times, "tsm", "tsn")
+        if "tsm_fast" in times:
+            times["tsm/tsn fast"] = paired_ratio(times, "tsm_fast", "tsn_fast")
         if "torchvision" in times:
-            times["tsm/torchvision"] = times["tsm"]["median_ms"] / times["torchvision"]["median_ms"]
+            times["tsm/torchvision"] = paired_ratio(times, "tsm", "torchvision")
         report["inference"][f"batch_{batch}"] = times
     if train_batch:
         progress(f"training step, batch {train_batch}: tsm, tsm with the naive shift, tsn")
@@ -227,7 +246,7 @@ def run_bench(
         times = time_interleaved(fns, max(runs // 2, 5), 2, dev)
         for k in times:
             times[k]["peak_memory_mb"] = peak_memory_fresh(name, k, train_batch, True, device)
-        times["tsm/tsn"] = times["tsm"]["median_ms"] / times["tsn"]["median_ms"]
+        times["tsm/tsn"] = paired_ratio(times, "tsm", "tsn")
         times["naive/tsm memory"] = _ratio(times["tsm_naive_shift"]["peak_memory_mb"], times["tsm"]["peak_memory_mb"])
         report["train"] = times
     if train_batch and data:
@@ -334,7 +353,7 @@ def format_report(r: dict[str, Any]) -> str:
              f"{r['params']:,} params, {r['flops'] / 1e9:.2f} GFLOPs/clip (backbone)"]  # fmt: skip
     for key, times in r["inference"].items():
         lines.append(f"\ninference, {key.replace('_', ' ')}:   median    p90   videos/s   peak MB")
-        for k in ("tsm", "tsn", "torchvision"):
+        for k in ("tsm", "tsn", "torchvision", "tsm_fast", "tsn_fast"):
             if k in times:
                 v = times[k]
                 mem = f"{v['peak_memory_mb']:8.0f}" if v["peak_memory_mb"] is not None else "       -"
@@ -342,6 +361,8 @@ def format_report(r: dict[str, Any]) -> str:
         ratio = f"  TSM/TSN time {times['tsm/tsn']:.3f}"
         if "tsm/torchvision" in times:
             ratio += f"   TSM/torchvision {times['tsm/torchvision']:.3f}"
+        if "tsm/tsn fast" in times:
+            ratio += f"   fast form TSM/TSN {times['tsm/tsn fast']:.3f}"
         lines.append(ratio)
     if "train" in r:
         tr = r["train"]
@@ -377,8 +398,8 @@ def plot_report(r: dict[str, Any], path: str | Path) -> Path:
     keys = list(r["inference"])
     fig, axes = plt.subplots(1, len(keys) + ("fast_paths" in r), figsize=(5 * (len(keys) + 1), 4))
     for ax, key in zip(axes, keys, strict=False):
-        names = [k for k in ("tsm", "tsn", "torchvision") if k in r["inference"][key]]
-        ax.bar(names, [r["inference"][key][k]["median_ms"] for k in names], color=["C0", "C1", "C2"][: len(names)])
+        names = [k for k in ("tsm", "tsn", "torchvision", "tsm_fast", "tsn_fast") if k in r["inference"][key]]
+        ax.bar(names, [r["inference"][key][k]["median_ms"] for k in names], color=[f"C{i}" for i in range(len(names))])
         ax.set(title=f"inference, {key.replace('_', ' ')}", ylabel="median ms")
     if "fast_paths" in r:
         names = list(r["fast_paths"])

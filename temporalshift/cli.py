@@ -255,11 +255,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         predictor = Predictor(onnx=args.onnx, labels=args.labels, clips=args.clips, crops=args.crops)
     else:
         model = _load_model(args)
-        if args.fast:
-            from temporalshift.performance import optimize_for_inference
-
-            model = optimize_for_inference(model)
-        predictor = Predictor(model, labels=args.labels, clips=args.clips, crops=args.crops)
+        predictor = Predictor(model, labels=args.labels, clips=args.clips, crops=args.crops, fast=args.fast)
     if args.out_video and len(paths) != 1:
         raise UsageError("--out-video needs exactly one input video")
     failed = 0

@@ -86,6 +86,8 @@ class Predictor:
         labels: class names (see :func:`class_names`).
         clips / crops / twice_sample: override the zoo entry's test views.
         backend: video reader backend.
+        fast: run :func:`~temporalshift.performance.optimize_for_inference`'s form of the model (BN
+            folded, channels-last: the same outputs to 1e-4 in about 1.5x less time on CPUs).
     """
 
     def __init__(
@@ -97,6 +99,7 @@ class Predictor:
         crops: str | None = None,
         twice_sample: bool | None = None,
         backend: str = "pyav",
+        fast: bool = True,
     ) -> None:
         if (model is None) == (onnx is None):
             raise ValueError("give a model or an onnx file (one of them)")
@@ -111,6 +114,10 @@ class Predictor:
             if spec is None:
                 raise ValueError("the model has no .spec; build it with temporalshift.create_model")
             self.model = model.eval()
+            if fast:
+                from temporalshift.performance import optimize_for_inference
+
+                self.model = optimize_for_inference(self.model)
         self.spec: ModelSpec = spec
         self.names = class_names(labels, spec.num_classes, spec.labels)
         self.sampling = SamplingSpec(
@@ -209,7 +216,7 @@ def predict(
     """Predict the actions in a video (a :class:`Prediction`) or in many (a list).
 
     ``source`` is a file, a folder, a glob or a list of them; ``options`` go to :class:`Predictor`
-    (``clips``, ``crops``, ``twice_sample``, ``backend``).
+    (``clips``, ``crops``, ``twice_sample``, ``backend``, ``fast``).
     """
     predictor = Predictor(model, onnx, labels, **options)
     single = isinstance(source, (str, os.PathLike)) and Path(source).is_file()

@@ -11,7 +11,10 @@ def test_bench_reports_ratios_memory_fast_paths_and_online(capsys, tmp_path):
     assert main(args) == 0
     report = json.loads(capsys.readouterr().out)
     inference = report["inference"]["batch_1"]
-    assert {"tsm", "tsn", "torchvision", "tsm/tsn", "tsm/torchvision"} <= set(inference)
+    assert {"tsm", "tsn", "torchvision", "tsm_fast", "tsn_fast", "tsm/tsn", "tsm/tsn fast", "tsm/torchvision"} <= set(
+        inference
+    )
+    assert len(inference["tsm"]["samples_ms"]) == 2
     assert inference["tsm"]["median_ms"] > 0 and inference["tsm"]["videos_per_s"] > 0
     assert inference["tsm"]["peak_memory_mb"] is None or inference["tsm"]["peak_memory_mb"] >= 0
     assert report["train"]["tsm/tsn"] > 0
@@ -30,3 +33,15 @@ def test_bench_table(capsys):
                  "--train-batch", "0", "--no-fast-paths"]) == 0  # fmt: skip
     out = capsys.readouterr().out
     assert "TSM/TSN time" in out and "videos/s" in out
+
+
+def test_paired_ratio_is_the_median_of_per_round_ratios_and_rounds_alternate_order():
+    import torch
+
+    from temporalshift.bench import paired_ratio, time_interleaved
+
+    times = {"a": {"samples_ms": [10.0, 30.0, 12.0]}, "b": {"samples_ms": [10.0, 20.0, 10.0]}}
+    assert paired_ratio(times, "a", "b") == 1.2  # per round 1.0, 1.5, 1.2
+    order = []
+    time_interleaved({"x": lambda: order.append("x"), "y": lambda: order.append("y")}, 3, 0, torch.device("cpu"))
+    assert order == ["x", "y", "y", "x", "x", "y"]

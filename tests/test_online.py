@@ -31,11 +31,14 @@ def test_online_equals_offline_frame_by_frame(name, overrides):
     clip = torch.randn(2, t, 3, 64, 64)  # two streams at once
     rec = OnlineRecognizer(model)
     online = torch.stack([rec.step(clip[:, i]) for i in range(t)], 1)
-    torch.testing.assert_close(online, _per_frame_logits(model, clip), atol=1e-4, rtol=1e-4)
+    reference = _per_frame_logits(model, clip)
+    # float32 error grows with the logits (random MobileOne weights give ~1e3): 1e-5 of the largest
+    tol = {"atol": 1e-5 * max(10.0, reference.abs().max().item()), "rtol": 1e-4}
+    torch.testing.assert_close(online, reference, **tol)
     with torch.no_grad():
-        torch.testing.assert_close(online.mean(1), model(clip), atol=1e-4, rtol=1e-4)  # mean over T == model(clip)
+        torch.testing.assert_close(online.mean(1), model(clip), **tol)  # mean over T == model(clip)
     rec.reset()
-    torch.testing.assert_close(rec.step(clip[0, 0]), online[0, 0], atol=1e-4, rtol=1e-4)  # a single (3, H, W) frame
+    torch.testing.assert_close(rec.step(clip[0, 0]), online[0, 0], **tol)  # a single (3, H, W) frame
     assert rec.smoothed().shape == (10,)
 
 

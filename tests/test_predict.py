@@ -3,6 +3,7 @@
 import json
 import shutil
 
+import numpy as np
 import pytest
 import torch
 
@@ -37,6 +38,10 @@ def test_predict_api_returns_prediction_objects(digits_checkpoint, numbered_vide
     with torch.inference_mode():
         expected = model.eval()(Predictor(model).load(str(numbered_videos["mp4"]))[0]).softmax(-1).mean(0)
     assert pred.indices[0] == int(expected.argmax())
+    views = Predictor(model).load(str(numbered_videos["mp4"]))[0]
+    fast, plain = Predictor(model), Predictor(model, fast=False)  # fast: BN folded, channels-last
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fast.model.modules())
+    assert np.allclose(fast.scores(views), plain.scores(views), atol=1e-5)
     many = ts.predict([numbered_videos["mp4"], numbered_videos["mkv"]], model=model)
     assert [p.ok for p in many] == [True, True]
 
