@@ -191,18 +191,23 @@ def test_inference_fast_path_shifts_in_place_and_restores_the_input(direction, p
 @pytest.mark.parametrize("direction", ["bidirectional", "left", "right", "bidirectional_reversed"])
 @pytest.mark.parametrize("padding", ["zero", "circulant"])
 @pytest.mark.parametrize("with_identity", [False, True])
-def test_shifted_residual_consumes_its_input_in_inference_and_matches_the_plain_block(
-    direction, padding, with_identity
+@pytest.mark.parametrize("small", [False, True])
+@pytest.mark.parametrize("frames", [1, 4])
+def test_shifted_residual_matches_the_plain_block_in_place_or_through_a_copy(
+    direction, padding, with_identity, small, frames, monkeypatch
 ):
+    import temporalshift.ops.shift as shift_ops
     from temporalshift.ops.shift import shifted_residual
 
+    # a large input is consumed (shifted in place), a small one is copied with its groups shifted
+    monkeypatch.setattr(shift_ops, "_COPY_MAX_NUMEL", {"channels_last": 10**9 * small, "contiguous": 10**9 * small})
     torch.manual_seed(0)
-    shift = TemporalShift(4, 4, direction, padding)
+    shift = TemporalShift(frames, 4, direction, padding)
     conv = torch.nn.Conv2d(16, 8, 1, bias=False)
     rest = torch.nn.Sequential(torch.nn.ReLU(), torch.nn.Conv2d(8, 16, 3, padding=1))
-    x = torch.randn(3 * 4, 16, 5, 5)
+    x = torch.randn(3 * frames, 16, 5, 5)
     identity = torch.randn_like(x) if with_identity else None
-    expected = rest(conv(temporal_shift(x, 4, 4, direction, padding))) + (x if identity is None else identity)
+    expected = rest(conv(temporal_shift(x, frames, 4, direction, padding))) + (x if identity is None else identity)
     kept = x.clone()
     trained = shifted_residual(kept, shift, conv, rest, identity)  # autograd on: x is kept
     assert torch.allclose(trained, expected, atol=1e-6) and torch.equal(kept, x)
@@ -210,7 +215,9 @@ def test_shifted_residual_consumes_its_input_in_inference_and_matches_the_plain_
     with torch.inference_mode():
         fast = shifted_residual(owned, shift, conv, rest, identity)
     assert torch.allclose(fast, expected, atol=1e-6)
-    assert torch.equal(owned, temporal_shift(x, 4, 4, direction, padding))  # consumed: left shifted
+    assert torch.equal(
+        owned, x if small else temporal_shift(x, frames, 4, direction, padding)
+    )  # consumed: left shifted
 
 
 def test_models_give_the_same_outputs_with_and_without_the_fast_path():
