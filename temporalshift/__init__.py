@@ -19,6 +19,7 @@ def __getattr__(name: str):
         "export_onnx": ("temporalshift.export", "export_onnx"),
         "export_torchscript": ("temporalshift.export", "export_torchscript"),
         "optimize_for_inference": ("temporalshift.performance", "optimize_for_inference"),
+        "tune_cpu_allocator": ("temporalshift.performance", "tune_cpu_allocator"),
     }
     if name in lazy:
         import importlib
@@ -44,6 +45,7 @@ __all__ = [
     "list_models",
     "load_checkpoint",
     "optimize_for_inference",
+    "tune_cpu_allocator",
     "predict",
     "temporal_shift",
 ]

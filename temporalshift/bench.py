@@ -95,20 +95,48 @@ def peak_memory_mb(fn: Callable[[], Any], device: torch.device) -> float | None:
 
 def peak_memory_fresh(name: str, variant: str, batch: int, train: bool, device: str) -> float | None:
     """:func:`peak_memory_mb` of one inference call or training step, in a new Python process."""
+    call = f"_child_peak({name!r}, {variant!r}, {batch}, {train}, {device!r})"
+    return _run_child(f"import json; from temporalshift.bench import _child_peak; print(json.dumps({call}))")
+
+
+def _run_child(code: str) -> Any:
+    """Run ``code`` (which prints JSON last) in a fresh Python with this process's thread count."""
     import json
+    import os
     import subprocess
     import sys
 
-    code = (
-        "import json, torch; from temporalshift.bench import _child_peak; "
-        f"print(json.dumps(_child_peak({name!r}, {variant!r}, {batch}, {train}, {device!r})))"
-    )
-    threads = torch.get_num_threads()
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=900,
-                          env={**__import__("os").environ, "OMP_NUM_THREADS": str(threads)})  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=900, env=env)
     if proc.returncode != 0:
         return None
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _child_latency(name: str, batch: int, runs: int, tuned: bool) -> float:
+    from temporalshift.performance import tune_cpu_allocator
+
+    if tuned:
+        tune_cpu_allocator()
+    spec = get_spec(name)
+    torch.manual_seed(0)
+    fn = _inference_fn(ts.create_model(name).eval(), torch.randn(batch, spec.num_segments, 3, spec.input_size,
+                                                                  spec.input_size))  # fmt: skip
+    return time_interleaved({"m": fn}, runs, 2, torch.device("cpu"))["m"]["median_ms"]
+
+
+def allocator_report(name: str, batches: tuple[int, ...], runs: int) -> dict[str, dict[str, float | None]]:
+    """Median latency of the default model in fresh processes with glibc's default malloc and with
+    :func:`~temporalshift.performance.tune_cpu_allocator` (which the ``tsm`` commands apply)."""
+    out = {}
+    for batch in batches:
+        row: dict[str, float | None] = {}
+        for key, tuned in (("glibc_default_ms", False), ("tuned_ms", True)):
+            call = f"bench._child_latency({name!r}, {batch}, {runs}, {tuned})"
+            row[key] = _run_child(f"import json; import temporalshift.bench as bench; print(json.dumps({call}))")
+        row["speedup"] = _ratio(row["glibc_default_ms"], row["tuned_ms"])
+        out[f"batch_{batch}"] = row
+    return out
 
 
 def _build_variant(name: str, variant: str, train: bool) -> nn.Module:
@@ -259,6 +287,10 @@ def run_bench(
     if fast_paths:
         progress("fast paths, batch 1")
         report["fast_paths"] = _fast_paths(variants["tsm"], t, size, dev, runs, warmup, compile)
+    if fast_paths and dev.type == "cpu":
+        progress("glibc's malloc against tune_cpu_allocator (fresh processes, default model)")
+        report["allocator"] = allocator_report(name, (min(batches), max(batches)) if len(batches) > 1 else batches,
+                                               max(runs // 4, 3))  # fmt: skip
     if online and spec.backbone == "mobilenetv2":
         progress("online MobileNetV2, one frame")
         online_model = ts.create_model("tsm_mobilenetv2_online_1x1x8_k400").to(dev)
@@ -382,6 +414,12 @@ def format_report(r: dict[str, Any]) -> str:
         lines.append("\nfast paths, batch 1:            median ms   speed-up vs default")
         for k, v in r["fast_paths"].items():
             lines.append(f"  {k:<34} {v['median_ms']:8.1f}   {v['speedup']:.2f}x")
+    if "allocator" in r:
+        lines.append("\nmalloc, default model (fresh processes):   glibc default   tune_cpu_allocator   speed-up")
+        for key, v in r["allocator"].items():
+            if v["speedup"] is not None:
+                lines.append(f"  {key.replace('_', ' '):<40} {v['glibc_default_ms']:8.1f} ms {v['tuned_ms']:12.1f} ms"
+                             f"   {v['speedup']:.2f}x")  # fmt: skip
     if "online" in r:
         lines.append(f"\nonline MobileNetV2, one {r['input'][2]}x{r['input'][3]} frame:")
         for k, v in r["online"].items():

@@ -328,11 +328,15 @@ def cmd_stream(args: argparse.Namespace) -> int:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     """Speed and memory of a zoo model against TSN and plain torchvision, in one run."""
+    import torch
+
     from temporalshift.bench import format_report, plot_report, run_bench
 
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"--device {args.device}: no CUDA GPU is visible on this machine (use --device cpu)")
+    if args.device.split(":")[0] not in ("cpu", "cuda"):
+        raise UsageError(f"--device must be cpu or cuda[:N], got {args.device!r}")
     if args.threads:
-        import torch
-
         torch.set_num_threads(args.threads)
     say = (lambda msg: print(msg, file=sys.stderr)) if args.json else (lambda msg: print(f"... {msg}", flush=True))
     report = run_bench(args.model, args.device, tuple(args.batch), args.runs, args.warmup, args.train_batch,
@@ -509,6 +513,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     func: Callable[[argparse.Namespace], int] = args.func
+    from temporalshift.performance import tune_cpu_allocator
+
+    tune_cpu_allocator()  # activations reuse freed memory instead of page-faulting in every call
     try:
         return func(args)
     except UsageError as exc:

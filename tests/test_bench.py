@@ -45,3 +45,15 @@ def test_paired_ratio_is_the_median_of_per_round_ratios_and_rounds_alternate_ord
     order = []
     time_interleaved({"x": lambda: order.append("x"), "y": lambda: order.append("y")}, 3, 0, torch.device("cpu"))
     assert order == ["x", "y", "y", "x", "x", "y"]
+
+
+def test_bench_on_a_missing_gpu_says_so_in_one_line(capsys):
+    import pytest
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    assert main(["bench", "--model", "tsm_mobilenetv2_1x1x8_k400", "--device", "cuda"]) == 1
+    err = capsys.readouterr().err
+    assert "no CUDA GPU" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert main(["bench", "--model", "tsm_mobilenetv2_1x1x8_k400", "--device", "tpu"]) == 2
