@@ -16,8 +16,9 @@ ours with ``create_model(..., checkpoint=...)`` and times, interleaved on the sa
 * a training step (forward, backward, SGD) on two clips, TSM/TSN for both codes;
 * their online MobileNetV2 (``online_demo``, PyTorch) vs our :class:`OnlineRecognizer`, per frame.
 
-Only runtime shims are applied to their code (torchvision's keyword-only ``weights``, one missing
-attribute), never edits to their files.
+Both codes run in one process with :func:`temporalshift.tune_cpu_allocator` applied, as in every
+``tsm`` command (``--default-malloc`` leaves glibc's defaults). Only runtime shims are applied to
+their code (torchvision's keyword-only ``weights``, one missing attribute), never edits to their files.
 """
 
 from __future__ import annotations
@@ -183,10 +184,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--no-train", action="store_true", help="skip the training-step comparison")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp"))
+    parser.add_argument("--default-malloc", action="store_true", help="do not apply tune_cpu_allocator")
     args = parser.parse_args()
     if not (args.authors_repo / "ops" / "models.py").exists():
         sys.exit(f"compare_authors: error: {args.authors_repo} is not a clone of mit-han-lab/temporal-shift-module")
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    tuned = not args.default_malloc and ts.tune_cpu_allocator()
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, tune_cpu_allocator: {tuned}")
     TSN = _import_authors(args.authors_repo)
     compare_offline(TSN, "resnet50", "tsm_r50_1x1x8_k400", args.rounds, args.workdir, not args.no_train)
     compare_offline(TSN, "mobilenetv2", "tsm_mobilenetv2_1x1x8_k400", args.rounds, args.workdir, not args.no_train)
