@@ -86,15 +86,30 @@ def export_onnx(
     return ExportReport(path, "onnx", diff)
 
 
-def load_onnx(path: str | os.PathLike[str]):
-    """An onnxruntime session for an exported model, and the spec stored in its metadata."""
+def ort_session(path: str | os.PathLike[str], spin: bool = True):
+    """An onnxruntime CPU session with PyTorch's thread count.
+
+    ``spin=False`` stops its threads from busy-waiting for the next run: needed when PyTorch works
+    in the same process (benchmarks, a torch model beside an ONNX one), where spinning threads would
+    take the cores PyTorch's threads need (measured: a torch step 2-3x slower right after an ORT run).
+    """
     try:
         import onnxruntime as ort
     except ImportError:
         raise ValueError("running ONNX models needs `pip install onnxruntime`") from None
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = torch.get_num_threads()
+    if not spin:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def load_onnx(path: str | os.PathLike[str], spin: bool = True):
+    """An onnxruntime session for an exported model, and the spec stored in its metadata."""
     if not Path(path).is_file():
         raise FileNotFoundError(f"ONNX model not found: {path}")
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    session = ort_session(path, spin)
     meta = session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
     if meta is None:
         raise ValueError(f"{path} was not exported by temporalshift (no '{METADATA_KEY}' metadata)")

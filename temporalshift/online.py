@@ -90,9 +90,12 @@ class OnlineRecognizer:
         window: frames averaged by :meth:`smoothed` (the prediction shown to a user).
         fast: run :func:`~temporalshift.performance.optimize_for_inference`'s form of the model.
         engine: ``"torch"``, or ``"onnxruntime"`` (the exported step; ~3x faster per frame on CPUs).
+        spin: let onnxruntime's threads busy-wait between frames (see :func:`~temporalshift.export.ort_session`).
     """
 
-    def __init__(self, model: Recognizer, window: int = 8, fast: bool = True, engine: str = "torch") -> None:
+    def __init__(
+        self, model: Recognizer, window: int = 8, fast: bool = True, engine: str = "torch", spin: bool = True
+    ) -> None:
         if engine not in ("torch", "onnxruntime"):
             raise ValueError(f"engine must be 'torch' or 'onnxruntime', got {engine!r}")
         if fast:  # BN folded into convs, channels-last: same outputs (1e-4), about 3x less time
@@ -105,20 +108,18 @@ class OnlineRecognizer:
         self.spec = getattr(model, "spec", None)
         self.session = None
         if engine == "onnxruntime":
-            self._start_onnxruntime(model)
+            self._start_onnxruntime(model, spin)
 
-    def _start_onnxruntime(self, model: Recognizer) -> None:
+    def _start_onnxruntime(self, model: Recognizer, spin: bool) -> None:
         """Run each step through onnxruntime (the exported step, caches passed in and out)."""
         import tempfile
         from pathlib import Path
 
-        import onnxruntime as ort
+        from temporalshift.export import ort_session
 
         path = Path(tempfile.mkdtemp()) / "online_step.onnx"
         export_online_onnx(model, path, check=False)
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = torch.get_num_threads()
-        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.session = ort_session(path, spin)
         self._cache_names = [i.name for i in self.session.get_inputs()][1:]
         self._state: dict | None = None
 

@@ -84,12 +84,13 @@ def test_training_an_online_model_streams_unchanged(tiny_recipe, tmp_path, numbe
     assert capsys.readouterr().out.count("frame") == 3
 
 
-def test_onnxruntime_engine_matches_torch_for_several_streams():
+@pytest.mark.parametrize("spin", [True, False])
+def test_onnxruntime_engine_matches_torch_for_several_streams(spin):
     torch.manual_seed(0)
     model = ts.create_model("tsm_mobilenetv2_online_1x1x8_k400", num_classes=10, input_size=64).eval()
     with torch.no_grad():
         model.head.fc.weight.normal_(0, 1)
-    a, b = OnlineRecognizer(model), OnlineRecognizer(model, engine="onnxruntime")
+    a, b = OnlineRecognizer(model), OnlineRecognizer(model, engine="onnxruntime", spin=spin)
     frames = torch.randn(5, 3, 3, 64, 64)  # 5 steps of 3 streams
     for f in frames:
         torch.testing.assert_close(b.step(f), a.step(f), atol=1e-4, rtol=1e-4)
