@@ -24,9 +24,7 @@ their code (torchvision's keyword-only ``weights``, one missing attribute), neve
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -34,18 +32,13 @@ import torch
 from torch import nn
 
 import temporalshift as ts
+from temporalshift.bench import _train_fn, time_interleaved
 from temporalshift.predict import Predictor
 
 
 def _median_ms(fns: dict[str, Callable[[], object]], rounds: int, warmup: int = 2) -> dict[str, float]:
-    samples: dict[str, list[float]] = {k: [] for k in fns}
-    for i in range(rounds + warmup):
-        for name in list(fns) if i % 2 == 0 else reversed(list(fns)):
-            t0 = time.perf_counter()
-            fns[name]()
-            if i >= warmup:
-                samples[name].append((time.perf_counter() - t0) * 1000)
-    return {k: statistics.median(v) for k, v in samples.items()}
+    """Medians of ``tsm bench``'s interleaved timing (alternating order every other round)."""
+    return {k: v["median_ms"] for k, v in time_interleaved(fns, rounds, warmup, torch.device("cpu")).items()}
 
 
 def _import_authors(repo: Path):
@@ -78,18 +71,6 @@ def _twin_without_shifts(name: str, model: nn.Module) -> nn.Module:
     twin = ts.create_model(name, shift_div=0)
     twin.load_state_dict(model.state_dict())
     return twin
-
-
-def _train_step(model: nn.Module, forward: Callable[[], torch.Tensor], labels: torch.Tensor) -> Callable[[], None]:
-    opt = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9)
-
-    def step() -> None:
-        loss = nn.functional.cross_entropy(forward(), labels)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-
-    return step
 
 
 def compare_offline(TSN, base: str, name: str, rounds: int, workdir: Path, train: bool) -> None:
@@ -143,7 +124,7 @@ def compare_offline(TSN, base: str, name: str, rounds: int, workdir: Path, train
     steps = {}
     for k, m in models.items():
         m.train()
-        steps[k] = _train_step(m, (lambda m=m: m(flat2)) if k.startswith("authors") else (lambda m=m: m(clips)), labels)
+        steps[k] = _train_fn(m, flat2 if k.startswith("authors") else clips, labels)  # bench's SGD step
     t = _median_ms(steps, max(rounds // 3, 4), warmup=1)
     print(f"  training step, 2 clips: authors {t['authors']:.0f} ms (TSM/TSN {t['authors'] / t['authors_tsn']:.3f}), "
           f"ours {t['ours']:.0f} ms (TSM/TSN {t['ours'] / t['ours_tsn']:.3f})")  # fmt: skip

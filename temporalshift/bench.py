@@ -118,10 +118,7 @@ def _child_latency(name: str, batch: int, runs: int, tuned: bool) -> float:
 
     if tuned:
         tune_cpu_allocator()
-    spec = get_spec(name)
-    torch.manual_seed(0)
-    fn = _inference_fn(ts.create_model(name).eval(), torch.randn(batch, spec.num_segments, 3, spec.input_size,
-                                                                  spec.input_size))  # fmt: skip
+    fn = _inference_fn(*_child_model_and_clip(name, "tsm", batch, False, torch.device("cpu")))
     return time_interleaved({"m": fn}, runs, 2, torch.device("cpu"))["m"]["median_ms"]
 
 
@@ -154,12 +151,19 @@ def _build_variant(name: str, variant: str, train: bool) -> nn.Module:
     return model.train(train)
 
 
-def _child_peak(name: str, variant: str, batch: int, train: bool, device: str) -> float | None:
-    dev = torch.device(device)
+def _child_model_and_clip(
+    name: str, variant: str, batch: int, train: bool, dev: torch.device
+) -> tuple[nn.Module, torch.Tensor]:
+    """What a fresh benchmark process measures: one variant and a random batch of clips."""
     spec = get_spec(name)
     torch.manual_seed(0)
     model = _build_variant(name, variant, train).to(dev)
-    clip = torch.randn(batch, spec.num_segments, 3, spec.input_size, spec.input_size, device=dev)
+    return model, torch.randn(batch, spec.num_segments, 3, spec.input_size, spec.input_size, device=dev)
+
+
+def _child_peak(name: str, variant: str, batch: int, train: bool, device: str) -> float | None:
+    dev = torch.device(device)
+    model, clip = _child_model_and_clip(name, variant, batch, train, dev)
     if train:
         fn = _train_fn(model, clip, torch.zeros(batch, dtype=torch.long, device=dev), variant == "tsm_naive_shift")
     else:

@@ -198,7 +198,7 @@ def export_online_onnx(model: Recognizer, path, check: bool = True, tolerance: f
     few frames against :class:`OnlineRecognizer`. Returns the largest difference seen."""
     import numpy as np
 
-    from temporalshift.export import ExportReport
+    from temporalshift.export import ExportReport, ort_session
 
     spec = model.spec
     frame = torch.randn(1, 3, spec.input_size, spec.input_size)
@@ -214,9 +214,7 @@ def export_online_onnx(model: Recognizer, path, check: bool = True, tolerance: f
                           opset_version=17, dynamic_axes=axes, dynamo=False)  # fmt: skip
     diff = None
     if check:
-        import onnxruntime as ort
-
-        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        session = ort_session(path)
         rec = OnlineRecognizer(model)
         feeds = {n: s.numpy() for n, s in zip(names, state, strict=True)}
         diff = 0.0

@@ -46,6 +46,12 @@ def _groups(channels: int, shift_div: int, direction: str) -> list[_Group]:
     return [(0, fold, -1)]
 
 
+def _border_frames(step: int) -> tuple[int, int]:
+    """(the frame a group's shift drops, the frame it leaves empty): (first, last) when it takes
+    frame t+1, (last, first) when it takes t-1. Circulant padding moves the dropped one into the empty one."""
+    return (0, -1) if step > 0 else (-1, 0)
+
+
 def _check(x: Tensor, num_segments: int, shift_div: int, direction: str, padding: str) -> None:
     if direction not in DIRECTIONS:
         raise ValueError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
@@ -109,8 +115,8 @@ def _shift_inplace_(x5: Tensor, groups: list[_Group], padding: str) -> None:
             if padding == "zero":
                 g.zero_()
             continue
-        first, last = (0, -1) if step > 0 else (-1, 0)  # out[first] is lost; out[last] is vacated
-        wrapped = g[:, first].clone() if padding == "circulant" else None
+        lost, vacated = _border_frames(step)
+        wrapped = g[:, lost].clone() if padding == "circulant" else None
         if g[:, 0].numel() >= _FRAME_BY_FRAME_MIN:
             order = range(num_t - 1) if step > 0 else range(num_t - 1, 0, -1)
             for t in order:
@@ -119,7 +125,7 @@ def _shift_inplace_(x5: Tensor, groups: list[_Group], padding: str) -> None:
             g[:, :-1].copy_(g[:, 1:].clone())
         else:  # out[t] = in[t-1]
             g[:, 1:].copy_(g[:, :-1].clone())
-        g[:, last].copy_(wrapped) if wrapped is not None else g[:, last].zero_()
+        g[:, vacated].copy_(wrapped) if wrapped is not None else g[:, vacated].zero_()
 
 
 def _reverse(groups: list[_Group]) -> list[_Group]:
@@ -193,11 +199,6 @@ def inference_fast_path() -> bool:
     if torch.onnx.is_in_onnx_export() or torch.compiler.is_compiling():
         return False
     return True
-
-
-def _lost_frame(step: int) -> int:
-    """The frame a group loses when shifted in place: the first (taken from t+1) or the last."""
-    return 0 if step > 0 else -1
 
 
 class TemporalShift(nn.Module):
@@ -304,13 +305,13 @@ class _shifted_in_place:
         self.padding = shift.padding
 
     def __enter__(self) -> None:
-        self.saved = [self.x5[:, _lost_frame(step), lo:hi].clone() for lo, hi, step in self.groups]
+        self.saved = [self.x5[:, _border_frames(step)[0], lo:hi].clone() for lo, hi, step in self.groups]
         _shift_inplace_(self.x5, self.groups, self.padding)
 
     def __exit__(self, *exc: object) -> None:
         _shift_inplace_(self.x5, _reverse(self.groups), "zero")
         for (lo, hi, step), frame in zip(self.groups, self.saved, strict=True):
-            self.x5[:, _lost_frame(step), lo:hi] = frame
+            self.x5[:, _border_frames(step)[0], lo:hi] = frame
 
 
 def shifted_conv2d(x: Tensor, shift: TemporalShift, conv: nn.Conv2d) -> Tensor:
@@ -350,7 +351,7 @@ def _add_unshifted_(out: Tensor, x: Tensor, shift: TemporalShift, lost: list[Ten
             o[:, 1:] += g[:, :-1]
         else:  # g[t] holds x[t-1]: x[t] sits at t+1, x[T-1] was dropped
             o[:, :-1] += g[:, 1:]
-        o[:, _lost_frame(step)] += frame
+        o[:, _border_frames(step)[0]] += frame
         start = hi
     if start < x.shape[1]:
         out5[:, :, start:] += x5[:, :, start:]
@@ -381,8 +382,8 @@ def _shift_into_(dst5: Tensor, src5: Tensor, groups: list[_Group], padding: str)
             d[:, :-1] = g[:, 1:]
         else:
             d[:, 1:] = g[:, :-1]
-        vacated, wrapped = (-1, 0) if step > 0 else (0, -1)
-        d[:, vacated] = g[:, wrapped] if padding == "circulant" else 0
+        lost, vacated = _border_frames(step)
+        d[:, vacated] = g[:, lost] if padding == "circulant" else 0
 
 
 def shifted_residual(
@@ -407,7 +408,7 @@ def shifted_residual(
             out = rest(conv(shifted))
             out += x if identity is None else identity
             return out
-        lost = [x5[:, _lost_frame(step), lo:hi].clone() for lo, hi, step in groups] if identity is None else []
+        lost = [x5[:, _border_frames(step)[0], lo:hi].clone() for lo, hi, step in groups] if identity is None else []
         _shift_inplace_(x5, groups, shift.padding)
         out = rest(conv(x))
         if identity is None:
