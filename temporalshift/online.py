@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 from temporalshift.models.backbones.non_local import NonLocalBlock
 from temporalshift.models.recognizer import Recognizer
-from temporalshift.ops.shift import TemporalShift
+from temporalshift.ops.shift import TemporalShift, inference_fast_path
 
 
 class CachedShift(nn.Module):
@@ -53,9 +53,13 @@ class CachedShift(nn.Module):
         past = self.cache_in if self.cache_in is not None else self.cache
         if past is None or past.shape[0] != x.shape[0]:
             past = torch.zeros_like(x[:, :fold])
-        out = torch.cat([past, x[:, fold:]], dim=1)
+        if inference_fast_path():  # keep x's memory format (cat would turn channels-last into NCHW)
+            out = torch.empty_like(x)
+            out[:, :fold], out[:, fold:] = past, x[:, fold:]
+        else:
+            out = torch.cat([past, x[:, fold:]], dim=1)
         self.cache_out = x[:, :fold]
-        self.cache = self.cache_out.detach()
+        self.cache = self.cache_out.detach().clone()  # x is consumed by a fused fast-form block
         return out
 
 

@@ -1,8 +1,11 @@
 """Fast inference: the same model and outputs, less work per clip.
 
 :func:`optimize_for_inference` folds every BatchNorm into the convolution before it (a BN in
-eval mode is an affine map), fuses MobileOne's branches, switches to channels-last memory where
-that helps oneDNN/cuDNN, and leaves a model whose outputs match the original to 1e-4.
+eval mode is an affine map), fuses MobileOne's branches, has each convolution apply its activation
+and a residual block's last convolution add the identity as it writes its output (oneDNN post-ops,
+:mod:`temporalshift.ops.fused`), switches to channels-last memory where that helps oneDNN/cuDNN,
+and leaves a model whose outputs match the original to 1e-4. A fast-form block writes its output
+over its input, so the model's intermediate tensors are not kept.
 :func:`tune_cpu_allocator` stops glibc from handing activation memory back to the kernel after
 every call (the ``tsm`` commands do it for their own process).
 """
@@ -42,6 +45,42 @@ def _fold_batchnorms(module: nn.Module) -> None:
                     m[i + 1] = nn.Identity()
 
 
+def _fuse_activations(module: nn.Module) -> None:
+    """Give every folded conv its activation, and every residual block's last conv the identity
+    add (:class:`~temporalshift.ops.fused.FusedConv2d`), where the wiring is known; every other
+    2D conv becomes a FusedConv2d without activation (for its packed weights)."""
+    from temporalshift.models.backbones.mobilenetv2 import InvertedResidual
+    from temporalshift.models.backbones.mobileone import MobileOneBlock
+    from temporalshift.models.backbones.resnet import ResNet, _ShiftBlock
+    from temporalshift.ops.fused import FusedConv2d
+
+    for m in list(module.modules()):
+        if isinstance(m, ResNet) and isinstance(m.bn1, nn.Identity):  # the stem: conv, (BN), ReLU
+            m.conv1, m.relu = FusedConv2d(m.conv1, "relu"), nn.Identity()
+        elif isinstance(m, _ShiftBlock) and all(isinstance(c, nn.Conv2d) for c in m.convs()):
+            names = [f"conv{i + 1}" for i in range(len(m.convs()))]
+            if all(isinstance(getattr(m, f"bn{i + 1}"), nn.Identity) for i in range(len(names))):
+                for name in names[:-1]:
+                    setattr(m, name, FusedConv2d(getattr(m, name), "relu"))
+                setattr(m, names[-1], FusedConv2d(getattr(m, names[-1])))
+                m.fused = True
+        elif isinstance(m, InvertedResidual) and m.use_res_connect and isinstance(m.conv[-1], nn.Identity):
+            m.conv[-2] = FusedConv2d(m.conv[-2])
+            m.fused = True
+        elif isinstance(m, MobileOneBlock) and m.branch_reparam is not None and isinstance(m.se, nn.Identity):
+            m.branch_reparam, m.act = FusedConv2d(m.branch_reparam, "relu"), nn.Identity()
+        elif isinstance(m, nn.Sequential):  # (conv, folded BN, ReLU/ReLU6): Conv2dNormActivation
+            for i in range(len(m) - 2):
+                conv, bn, act = m[i], m[i + 1], m[i + 2]
+                if type(conv) is nn.Conv2d and isinstance(bn, nn.Identity) and isinstance(act, (nn.ReLU, nn.ReLU6)):
+                    m[i] = FusedConv2d(conv, "relu6" if isinstance(act, nn.ReLU6) else "relu")
+                    m[i + 2] = nn.Identity()
+    for m in list(module.modules()):  # the other convs still gain the packed weights
+        for name, child in m.named_children():
+            if type(child) is nn.Conv2d and child.padding_mode == "zeros" and not isinstance(child.padding, str):
+                setattr(m, name, FusedConv2d(child))
+
+
 def to_channels_last(model: nn.Module) -> nn.Module:
     """NHWC weights for every 2D conv (the non-local blocks' 3D convs stay) and NHWC frames in."""
     for m in model.modules():
@@ -53,7 +92,8 @@ def to_channels_last(model: nn.Module) -> nn.Module:
 
 @torch.no_grad()
 def optimize_for_inference(model: nn.Module, channels_last: bool = True) -> nn.Module:
-    """A copy of ``model`` for inference only: BN folded, branches fused, channels-last.
+    """A copy of ``model`` for inference only: BN folded, branches fused, activations and residual
+    adds fused into the convolutions, channels-last.
 
     Same ``(N, T, 3, H, W)`` input and the same outputs (to 1e-4). The original is untouched.
 
@@ -66,6 +106,7 @@ def optimize_for_inference(model: nn.Module, channels_last: bool = True) -> nn.M
     if hasattr(fast, "reparameterize"):
         fast.reparameterize()
     _fold_batchnorms(fast)
+    _fuse_activations(fast)
     if channels_last:
         to_channels_last(fast)
     for p in fast.parameters():

@@ -418,3 +418,21 @@ def shifted_residual(
         return out
     out = rest(shifted_conv2d(x, shift, conv))
     return out + (x if identity is None else identity)
+
+
+def shift_for_conv(x: Tensor, shift: nn.Module, keep_input: bool) -> Tensor:
+    """The input of a shifted branch's first conv, for blocks that add the identity themselves
+    (the fused fast form): a shifted copy when the caller still reads ``x`` (``keep_input``,
+    ``x`` is the identity), else ``x`` shifted in place. In training or tracing, ``shift(x)``.
+    """
+    if inference_fast_path() and isinstance(shift, TemporalShift) and x.shape[1] >= shift.shift_div:
+        _check(x, shift.num_segments, shift.shift_div, shift.direction, shift.padding)
+        groups = _groups(x.shape[1], shift.shift_div, shift.direction)
+        x5 = _as_clips(x, shift.num_segments)
+        if not keep_input:
+            _shift_inplace_(x5, groups, shift.padding)
+            return x
+        shifted = x.clone()
+        _shift_into_(_as_clips(shifted, shift.num_segments), x5, groups, shift.padding)
+        return shifted
+    return shift(x)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 from torchvision.ops import Conv2dNormActivation
 
-from temporalshift.ops.shift import TemporalShift, shifted_residual
+from temporalshift.ops.shift import TemporalShift, shift_for_conv, shifted_residual
 
 # (expansion t, output channels c, repeats n, first stride s): the MobileNetV2 paper's table 2.
 _SETTINGS: tuple[tuple[int, int, int, int], ...] = (
@@ -48,14 +48,26 @@ class InvertedResidual(nn.Module):
         self.conv = nn.Sequential(*layers)
         self.out_channels = cout
         self.shift: TemporalShift | None = None
+        self.fused = False  # set by optimize_for_inference: convs are FusedConv2d, BNs folded
 
     def forward(self, x: Tensor) -> Tensor:
         if not self.use_res_connect:
             return self.conv(x)
+        if self.fused:
+            return self._fused_forward(x)
         if self.shift is None:
             return x + self.conv(x)
         # conv[0] is a Conv2dNormActivation (conv, BN, ReLU6): the shift goes before its conv
         return shifted_residual(x, self.shift, self.conv[0][0], self._after_first_conv)
+
+    def _fused_forward(self, x: Tensor) -> Tensor:
+        """The fast form's residual block: the projection conv adds its output into ``x`` as it
+        writes it (see :mod:`temporalshift.ops.fused`); ``x`` is consumed."""
+        y = x if self.shift is None else shift_for_conv(x, self.shift, keep_input=True)
+        *inner, project, _folded_bn = self.conv
+        for layer in inner:
+            y = layer(y)
+        return project.add_into_(x, y, relu=False)
 
     def _after_first_conv(self, y: Tensor) -> Tensor:
         for layer in [*list(self.conv[0])[1:], *list(self.conv)[1:]]:

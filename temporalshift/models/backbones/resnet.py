@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from temporalshift.models.backbones.non_local import NonLocalBlock
-from temporalshift.ops.shift import TemporalShift, shifted_residual
+from temporalshift.ops.shift import TemporalShift, shift_for_conv, shifted_residual
 
 # depth -> (block type, blocks per stage)
 RESNET_DEPTHS: dict[int, tuple[str, tuple[int, int, int, int]]] = {
@@ -52,6 +52,11 @@ class _ShiftBlock(nn.Module):
         self.shift = None
         self.shift_place = "blockres"
         self.non_local = None
+        self.fused = False  # set by optimize_for_inference: convs are FusedConv2d, BNs folded
+
+    def convs(self) -> list[nn.Conv2d]:
+        """The residual branch's convolutions, in order."""
+        raise NotImplementedError
 
     def _after_conv1(self, y: Tensor) -> Tensor:
         raise NotImplementedError
@@ -60,6 +65,8 @@ class _ShiftBlock(nn.Module):
         return self._after_conv1(self.conv1(x))
 
     def forward(self, x: Tensor) -> Tensor:
+        if self.fused:
+            return self._fused_forward(x)
         if self.shift is not None and self.shift_place == "block":
             x = self.shift.shift_owned(x)  # the block's input feeds both paths shifted
         identity = None if self.downsample is None else self.downsample(x)
@@ -70,6 +77,24 @@ class _ShiftBlock(nn.Module):
             out = self._residual(x)
             out += x if identity is None else identity
         out = self.relu(out)
+        if self.non_local is not None:
+            out = self.non_local(out)
+        return out
+
+    def _fused_forward(self, x: Tensor) -> Tensor:
+        """The fast form's block: each conv applies its ReLU, the last one adds the identity and
+        applies the block's ReLU as it writes (see :mod:`temporalshift.ops.fused`). The output is
+        written over the identity (``x`` itself when there is no downsample): ``x`` is consumed."""
+        if self.shift is not None and self.shift_place == "block":
+            x = self.shift.shift_owned(x)
+        identity = x if self.downsample is None else self.downsample(x)
+        y = x
+        if self.shift is not None and self.shift_place == "blockres":
+            y = shift_for_conv(x, self.shift, keep_input=identity is x)
+        *inner, last = self.convs()
+        for conv in inner:
+            y = conv(y)
+        out = last.add_into_(identity, y, relu=True)  # type: ignore[operator]
         if self.non_local is not None:
             out = self.non_local(out)
         return out
@@ -87,6 +112,9 @@ class BasicBlock(_ShiftBlock):
         self.conv2 = _conv3x3(planes, planes)
         self.bn2 = nn.BatchNorm2d(planes)
         self._setup(downsample)
+
+    def convs(self) -> list[nn.Conv2d]:
+        return [self.conv1, self.conv2]
 
     def _after_conv1(self, y: Tensor) -> Tensor:
         out = self.relu(self.bn1(y))
@@ -107,6 +135,9 @@ class Bottleneck(_ShiftBlock):
         self.conv3 = _conv1x1(planes, planes * 4)
         self.bn3 = nn.BatchNorm2d(planes * 4)
         self._setup(downsample)
+
+    def convs(self) -> list[nn.Conv2d]:
+        return [self.conv1, self.conv2, self.conv3]
 
     def _after_conv1(self, y: Tensor) -> Tensor:
         out = self.relu(self.bn1(y))

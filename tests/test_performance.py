@@ -1,0 +1,146 @@
+"""optimize_for_inference's fused form (ops/fused.py): same outputs as the plain model everywhere."""
+
+import copy
+import io
+
+import pytest
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+import temporalshift as ts
+from temporalshift.ops.fused import _HAVE_ONEDNN, FusedConv2d
+from temporalshift.ops.shift import TemporalShift, shift_for_conv, temporal_shift
+
+CASES = [
+    ("tsm_r50_1x1x8_k400", {"backbone": "resnet18", "width": 16}),
+    ("tsm_r50_1x1x8_k400", {"width": 16}),
+    ("tsm_r50_1x1x8_k400", {"width": 16, "shift_place": "block"}),
+    ("tsm_r50_1x1x8_k400", {"width": 16, "shift_padding": "circulant", "shift_direction": "right"}),
+    ("tsm_r50_1x1x8_k400", {"width": 16, "temporal_pool": True}),
+    ("tsn_r50_1x1x8_k400", {"width": 16}),
+    ("tsm_r50_nl_dot_1x1x8_k400", {"width": 16}),
+    ("tsm_mobilenetv2_1x1x8_k400", {}),
+    ("tsm_mobileones4_1x1x16_k400", {"backbone": "mobileone_s0"}),
+]
+
+
+def _model(name: str, kw: dict) -> torch.nn.Module:
+    torch.manual_seed(0)
+    model = ts.create_model(name, **kw).eval()
+    with torch.no_grad():  # non-trivial BN statistics and a classifier that is not ~0
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.normal_(0, 0.1)
+                m.running_var.uniform_(0.5, 2.0)
+                m.weight.uniform_(0.5, 1.5)
+        model.head.fc.weight.normal_(0, 0.05)
+    return model
+
+
+class _OpNames(TorchDispatchMode):
+    def __init__(self) -> None:
+        super().__init__()
+        self.names: list[str] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.names.append(str(func.overloadpacket))
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize(("name", "kw"), CASES)
+def test_fused_form_gives_the_plain_models_outputs(name, kw):
+    model = _model(name, kw)
+    clip = torch.randn(2, model.num_segments, 3, 64, 64)
+    with torch.inference_mode():
+        expected = model(clip)
+    tol = dict(rtol=1e-5, atol=1e-5 * float(expected.abs().max()))
+    for channels_last in (True, False):
+        fast = ts.optimize_for_inference(model, channels_last=channels_last)
+        assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fast.modules())
+        assert sum(isinstance(m, FusedConv2d) for m in fast.modules()) > 0
+        with torch.inference_mode():
+            torch.testing.assert_close(fast(clip.clone()), expected, **tol)
+            torch.testing.assert_close(fast(clip.clone()), expected, **tol)  # packed weights reused
+        with torch.no_grad():
+            torch.testing.assert_close(fast(clip.clone()), expected, **tol)
+        torch.testing.assert_close(fast(clip.clone()).detach(), expected, **tol)  # autograd on: unfused path
+    assert torch.equal(clip, clip.clone())  # the caller's clip is never consumed
+
+
+@pytest.mark.skipif(not _HAVE_ONEDNN, reason="PyTorch built without oneDNN")
+def test_fused_form_runs_oneDNNs_fused_convolutions_and_no_separate_activation_or_add():
+    fast = ts.optimize_for_inference(_model("tsm_r50_1x1x8_k400", {"width": 16}))
+    clip = torch.randn(1, 8, 3, 64, 64)
+    with torch.inference_mode(), _OpNames() as seen:
+        fast(clip)
+    names = set(seen.names)
+    assert {"mkldnn._convolution_pointwise", "mkldnn._convolution_pointwise_"} <= names
+    assert not names & {"aten.relu_", "aten.relu", "aten.clamp_min_", "aten.add_", "aten.add", "aten.convolution"}
+    blocks = [m for m in fast.modules() if hasattr(m, "fused")]
+    assert blocks and all(m.fused for m in blocks)
+
+
+def test_fused_model_copies_pickles_and_follows_weight_changes():
+    model = _model("tsm_mobilenetv2_1x1x8_k400", {})
+    fast = ts.optimize_for_inference(model)
+    clip = torch.randn(1, 8, 3, 64, 64)
+    with torch.inference_mode():
+        before = fast(clip.clone())
+    twin = copy.deepcopy(fast)  # packed oneDNN weights have no storage: dropped, rebuilt on use
+    buffer = io.BytesIO()
+    torch.save(fast.state_dict(), buffer)
+    with torch.inference_mode():
+        torch.testing.assert_close(twin(clip.clone()), before)
+    with torch.no_grad():  # in-place weight change: the packed copy must not be used any more
+        for m in fast.modules():
+            if isinstance(m, FusedConv2d):
+                m.weight.mul_(0.5)
+    with torch.inference_mode():
+        changed = fast(clip.clone())
+    reference = copy.deepcopy(fast)  # fresh packs of the changed weights
+    with torch.inference_mode():
+        torch.testing.assert_close(changed, reference(clip.clone()))
+    assert not torch.allclose(changed, before)
+    for m in fast.modules():
+        if isinstance(m, FusedConv2d):
+            for size in range(1, 8):  # many input shapes: the cache stays bounded
+                with torch.inference_mode():
+                    m(torch.randn(1, m.in_channels, 8 + size, 8 + size).contiguous(memory_format=torch.channels_last))
+            assert len(m._packed) <= 4
+            break
+
+
+def test_fused_conv_rejects_what_it_cannot_fuse():
+    conv = torch.nn.Conv2d(4, 4, 3, padding=1)
+    with pytest.raises(ValueError, match="activation"):
+        FusedConv2d(conv, "gelu")
+    with pytest.raises(ValueError, match="residual tail"):
+        FusedConv2d(conv, "relu").add_into_(torch.zeros(1, 4, 5, 5), torch.zeros(1, 4, 5, 5), relu=True)
+    with pytest.raises(ValueError, match="zero padding"):
+        FusedConv2d(torch.nn.Conv2d(4, 4, 3, padding=1, padding_mode="reflect"))
+
+
+@pytest.mark.parametrize("direction", ["bidirectional", "right"])
+@pytest.mark.parametrize("padding", ["zero", "circulant"])
+def test_shift_for_conv_copies_or_consumes_its_input(direction, padding):
+    shift = TemporalShift(4, 4, direction, padding)
+    x = torch.randn(2 * 4, 8, 3, 3).contiguous(memory_format=torch.channels_last)
+    expected = temporal_shift(x, 4, 4, direction, padding)
+    kept = x.clone()
+    with torch.inference_mode():
+        copied = shift_for_conv(kept, shift, keep_input=True)
+        assert torch.equal(copied, expected) and torch.equal(kept, x)
+        owned = x.clone()
+        assert shift_for_conv(owned, shift, keep_input=False) is owned
+        assert torch.equal(owned, expected)
+    traced = x.clone().requires_grad_()
+    torch.testing.assert_close(shift_for_conv(traced, shift, keep_input=False), expected)  # autograd: out of place
+    assert torch.equal(traced.detach(), x)
+
+
+def test_online_fast_form_keeps_its_cache_intact():
+    model = _model("tsm_mobilenetv2_online_1x1x8_k400", {})
+    frames = torch.randn(6, 3, 64, 64)
+    fast, plain = ts.OnlineRecognizer(model), ts.OnlineRecognizer(model, fast=False)
+    for frame in frames:
+        torch.testing.assert_close(fast.step(frame), plain.step(frame), rtol=1e-4, atol=1e-5)
