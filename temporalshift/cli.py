@@ -401,7 +401,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--fast",
         action=argparse.BooleanOptionalAction,
         default=True,
-        help="the optimised inference path (BN folding, channels-last)",
+        help="the optimised inference path (BN folding, fused convolutions, channels-last)",
     )
     p.add_argument("--out-video", help="write the video with its top predictions drawn on it")
     fmt = p.add_mutually_exclusive_group()

@@ -87,7 +87,8 @@ class Predictor:
         clips / crops / twice_sample: override the zoo entry's test views.
         backend: video reader backend.
         fast: run :func:`~temporalshift.performance.optimize_for_inference`'s form of the model (BN
-            folded, channels-last: the same outputs to 1e-4 in about 1.5x less time on CPUs).
+            folded, fused convolutions, channels-last: the same outputs to 1e-4 in about 1.4x less
+            time on CPUs, measured by ``tsm bench``).
     """
 
     def __init__(
