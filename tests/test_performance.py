@@ -9,7 +9,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 import temporalshift as ts
 from temporalshift.ops.fused import _HAVE_ONEDNN, FusedConv2d
-from temporalshift.ops.shift import TemporalShift, shift_for_conv, temporal_shift
+from temporalshift.ops.shift import TemporalShift, temporal_shift
 
 CASES = [
     ("tsm_r50_1x1x8_k400", {"backbone": "resnet18", "width": 16}),
@@ -122,20 +122,20 @@ def test_fused_conv_rejects_what_it_cannot_fuse():
 
 @pytest.mark.parametrize("direction", ["bidirectional", "right"])
 @pytest.mark.parametrize("padding", ["zero", "circulant"])
-def test_shift_for_conv_copies_or_consumes_its_input(direction, padding):
-    shift = TemporalShift(4, 4, direction, padding)
-    x = torch.randn(2 * 4, 8, 3, 3).contiguous(memory_format=torch.channels_last)
-    expected = temporal_shift(x, 4, 4, direction, padding)
+@pytest.mark.parametrize("channels", [16, 256])  # groups of 2 (copied) and 32 channels (in place, restored)
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_call_shifted_sees_the_shift_and_leaves_its_input_as_it_was(direction, padding, channels, channels_last):
+    shift = TemporalShift(4, 8, direction, padding)
+    x = torch.randn(2 * 4, channels, 3, 3)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    expected = temporal_shift(x, 4, 8, direction, padding)
     kept = x.clone()
+    seen = []
     with torch.inference_mode():
-        copied = shift_for_conv(kept, shift, keep_input=True)
-        assert torch.equal(copied, expected) and torch.equal(kept, x)
-        owned = x.clone()
-        assert shift_for_conv(owned, shift, keep_input=False) is owned
-        assert torch.equal(owned, expected)
-    traced = x.clone().requires_grad_()
-    torch.testing.assert_close(shift_for_conv(traced, shift, keep_input=False), expected)  # autograd: out of place
-    assert torch.equal(traced.detach(), x)
+        out = shift.call_shifted(kept, lambda s: seen.append(s.clone()) or s.sum())
+    assert torch.equal(seen[0], expected) and torch.equal(kept, x)
+    torch.testing.assert_close(out, expected.sum())
 
 
 def test_online_fast_form_keeps_its_cache_intact():

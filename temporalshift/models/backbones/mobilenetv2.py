@@ -12,7 +12,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 from torchvision.ops import Conv2dNormActivation
 
-from temporalshift.ops.shift import TemporalShift, shift_for_conv, shifted_residual
+from temporalshift.ops.shift import TemporalShift, shifted_residual
 
 # (expansion t, output channels c, repeats n, first stride s): the MobileNetV2 paper's table 2.
 _SETTINGS: tuple[tuple[int, int, int, int], ...] = (
@@ -63,8 +63,8 @@ class InvertedResidual(nn.Module):
     def _fused_forward(self, x: Tensor) -> Tensor:
         """The fast form's residual block: the projection conv adds its output into ``x`` as it
         writes it (see :mod:`temporalshift.ops.fused`); ``x`` is consumed."""
-        y = x if self.shift is None else shift_for_conv(x, self.shift, keep_input=True)
-        *inner, project, _folded_bn = self.conv
+        first, *inner, project, _folded_bn = self.conv
+        y = first(x) if self.shift is None else self.shift.call_shifted(x, first)  # x restored after
         for layer in inner:
             y = layer(y)
         return project.add_into_(x, y, relu=False)

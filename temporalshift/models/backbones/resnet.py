@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from temporalshift.models.backbones.non_local import NonLocalBlock
-from temporalshift.ops.shift import TemporalShift, shift_for_conv, shifted_residual
+from temporalshift.ops.shift import TemporalShift, shifted_residual
 
 # depth -> (block type, blocks per stage)
 RESNET_DEPTHS: dict[int, tuple[str, tuple[int, int, int, int]]] = {
@@ -88,10 +88,13 @@ class _ShiftBlock(nn.Module):
         if self.shift is not None and self.shift_place == "block":
             x = self.shift.shift_owned(x)
         identity = x if self.downsample is None else self.downsample(x)
-        y = x
-        if self.shift is not None and self.shift_place == "blockres":
-            y = shift_for_conv(x, self.shift, keep_input=identity is x)
-        *inner, last = self.convs()
+        first, *inner, last = self.convs()
+        if self.shift is None or self.shift_place != "blockres":
+            y = first(x)
+        elif identity is x:  # shift in place for conv1, then restore: moves the least memory
+            y = self.shift.call_shifted(x, first)
+        else:
+            y = first(self.shift.shift_owned(x))  # the downsample has read x already
         for conv in inner:
             y = conv(y)
         out = last.add_into_(identity, y, relu=True)  # type: ignore[operator]
