@@ -431,7 +431,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--engine",
         choices=["torch", "onnxruntime"],
         default="torch",
-        help="onnxruntime runs the exported step (about 3x faster per frame on CPUs)",
+        help="onnxruntime runs the exported step (faster per frame on CPUs: see tsm bench)",
     )
     p.add_argument("--json", action="store_true", help="one JSON line per frame")
     p.set_defaults(func=cmd_stream)

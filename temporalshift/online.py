@@ -93,7 +93,7 @@ class OnlineRecognizer:
         model: a recognizer built with ``shift_direction="right"``.
         window: frames averaged by :meth:`smoothed` (the prediction shown to a user).
         fast: run :func:`~temporalshift.performance.optimize_for_inference`'s form of the model.
-        engine: ``"torch"``, or ``"onnxruntime"`` (the exported step; ~3x faster per frame on CPUs).
+        engine: ``"torch"``, or ``"onnxruntime"`` (the exported step; faster per frame on CPUs, see ``tsm bench``).
         spin: let onnxruntime's threads busy-wait between frames (see :func:`~temporalshift.export.ort_session`).
     """
 
