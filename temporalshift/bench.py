@@ -384,6 +384,39 @@ def _fast_paths(model: nn.Module, t: int, size: int, dev: torch.device, runs: in
     return times
 
 
+# The targets of "make the shift free" (issue 7): TSM/TSN time in inference and training, and the
+# in-place shift's training memory against the naive copying shift.
+TARGETS = {"inference TSM/TSN": 1.03, "training TSM/TSN": 1.05, "naive-shift/ours training memory": 1.0}
+
+
+def check_targets(r: dict[str, Any]) -> list[tuple[str, float, str, bool]]:
+    """Each target the report has figures for: (what, measured, the bound as text, met?)."""
+    rows: list[tuple[str, float, str, bool]] = []
+    for key, times in r.get("inference", {}).items():
+        batch = key.removeprefix("batch_")
+        for ratio, form in (("tsm/tsn", "default form"), ("tsm/tsn fast", "fast form")):
+            if ratio in times:
+                bound = TARGETS["inference TSM/TSN"]
+                rows.append((f"inference TSM/TSN, {form}, batch {batch}", times[ratio], f"<= {bound}",
+                             times[ratio] <= bound))  # fmt: skip
+    train = r.get("train")
+    if train:
+        bound = TARGETS["training TSM/TSN"]
+        rows.append(("training step TSM/TSN", train["tsm/tsn"], f"<= {bound}", train["tsm/tsn"] <= bound))
+        memory = train.get("naive/tsm memory")
+        if memory is not None:
+            rows.append(("naive-shift / ours training peak memory", memory, "> 1.0", memory > 1.0))
+    return rows
+
+
+def format_check(rows: list[tuple[str, float, str, bool]]) -> str:
+    lines = ["targets (issue 7: the shift is free):"]
+    lines += [
+        f"  {'PASS' if ok else 'FAIL'}  {what:44s} {value:.3f}  (target {bound})" for what, value, bound, ok in rows
+    ]
+    return "\n".join(lines)
+
+
 def format_report(r: dict[str, Any]) -> str:
     lines = [f"{r['model']} on {r['device']} ({r['threads']} threads), input {r['input']}, "
              f"{r['params']:,} params, {r['flops'] / 1e9:.2f} GFLOPs/clip (backbone)"]  # fmt: skip

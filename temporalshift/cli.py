@@ -330,7 +330,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     """Speed and memory of a zoo model against TSN and plain torchvision, in one run."""
     import torch
 
-    from temporalshift.bench import format_report, plot_report, run_bench
+    from temporalshift.bench import check_targets, format_check, format_report, plot_report, run_bench
 
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"--device {args.device}: no CUDA GPU is visible on this machine (use --device cpu)")
@@ -344,7 +344,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
                        progress=say)  # fmt: skip
     if args.plot:
         report["plot"] = str(plot_report(report, args.plot))
+    if args.check:
+        report["targets"] = [{"what": w, "value": v, "target": b, "met": ok} for w, v, b, ok in check_targets(report)]
     print(json.dumps(report, indent=2) if args.json else format_report(report))
+    if args.check:
+        if not args.json:
+            print(format_check(check_targets(report)))
+        return 0 if all(t["met"] for t in report["targets"]) else 1
     return 0
 
 
@@ -448,6 +454,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-data", action="store_true", help="skip the data-pipeline throughput")
     p.add_argument("--compile", action="store_true", help="also measure torch.compile (slow to start)")
     p.add_argument("--plot", help="write a PNG bar chart")
+    p.add_argument(
+        "--check",
+        action="store_true",
+        help="also check the shift's targets (TSM/TSN <= 1.03 inference, <= 1.05 training, less "
+        "training memory than the naive shift); exit 1 if one is missed",
+    )
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_bench)
 

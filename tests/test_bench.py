@@ -57,3 +57,34 @@ def test_bench_on_a_missing_gpu_says_so_in_one_line(capsys):
     err = capsys.readouterr().err
     assert "no CUDA GPU" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert main(["bench", "--model", "tsm_mobilenetv2_1x1x8_k400", "--device", "tpu"]) == 2
+
+
+def test_check_targets_marks_each_ratio_against_the_issue_bounds():
+    from temporalshift.bench import check_targets, format_check
+
+    report = {
+        "inference": {"batch_1": {"tsm/tsn": 1.02, "tsm/tsn fast": 1.04}, "batch_8": {"tsm/tsn": 1.0}},
+        "train": {"tsm/tsn": 1.06, "naive/tsm memory": 1.2},
+    }
+    rows = {what: (value, ok) for what, value, _, ok in check_targets(report)}
+    assert rows == {
+        "inference TSM/TSN, default form, batch 1": (1.02, True),
+        "inference TSM/TSN, fast form, batch 1": (1.04, False),
+        "inference TSM/TSN, default form, batch 8": (1.0, True),
+        "training step TSM/TSN": (1.06, False),
+        "naive-shift / ours training peak memory": (1.2, True),
+    }
+    text = format_check(check_targets(report))
+    assert text.count("PASS") == 3 and text.count("FAIL") == 2
+
+
+def test_bench_check_exits_1_exactly_when_a_target_is_missed(capsys):
+    code = main(["bench", "--model", "tsm_mobilenetv2_1x1x8_k400", "--runs", "1", "--warmup", "0", "--batch", "1",
+                 "--train-batch", "1", "--no-fast-paths", "--no-data", "--check", "--json"])  # fmt: skip
+    report = json.loads(capsys.readouterr().out)
+    assert [t["what"] for t in report["targets"]] == [
+        "inference TSM/TSN, default form, batch 1",
+        "training step TSM/TSN",
+        "naive-shift / ours training peak memory",
+    ][: len(report["targets"])]
+    assert code == (0 if all(t["met"] for t in report["targets"]) else 1)  # timings themselves are not asserted
