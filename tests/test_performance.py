@@ -144,3 +144,30 @@ def test_online_fast_form_keeps_its_cache_intact():
     fast, plain = ts.OnlineRecognizer(model), ts.OnlineRecognizer(model, fast=False)
     for frame in frames:
         torch.testing.assert_close(fast.step(frame), plain.step(frame), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.skipif(not _HAVE_ONEDNN, reason="PyTorch built without oneDNN")
+def test_a_pytorch_whose_fused_operators_differ_falls_back_once_with_a_warning(monkeypatch):
+    import temporalshift.ops.fused as fused
+
+    model = _model("tsm_r50_1x1x8_k400", {"backbone": "resnet18", "width": 16})
+    clip = torch.randn(1, 8, 3, 64, 64)
+    with torch.inference_mode():
+        expected = model(clip)
+    fast = ts.optimize_for_inference(model)
+
+    def differs(*args, **kwargs):
+        raise TypeError("_reorder_convolution_weight() got an unexpected argument")
+
+    monkeypatch.setattr(fused, "_HAVE_ONEDNN", True)  # put back after the test, whatever the fallback sets
+    monkeypatch.setattr(fused.FusedConv2d, "_onednn_args", differs)
+    with pytest.warns(UserWarning, match="unfused ones"), torch.inference_mode():
+        out = fast(clip.clone())
+    assert fused._HAVE_ONEDNN is False  # fell back for good (until monkeypatch restores it)
+    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5 * float(expected.abs().max()))
+
+
+def test_the_fallback_test_left_the_fused_path_on():
+    import temporalshift.ops.fused as fused
+
+    assert fused._HAVE_ONEDNN == fused._onednn_ops_exist()

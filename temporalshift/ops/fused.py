@@ -15,6 +15,8 @@ fast-form model still runs and exports anywhere.
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -42,6 +44,15 @@ def _onednn_ops_exist() -> bool:
 
 
 _HAVE_ONEDNN = _onednn_ops_exist()
+
+
+def _onednn_failed(err: Exception) -> None:
+    """These operators are PyTorch internals: if this PyTorch's differ, fall back for good, once."""
+    global _HAVE_ONEDNN
+    _HAVE_ONEDNN = False
+    warnings.warn(f"oneDNN's fused convolutions failed in this PyTorch ({err}); using unfused ones", stacklevel=3)
+
+
 # input shapes a conv keeps a packed weight for (a stream, a clip batch, the last partial batch...)
 _MAX_PACKED_SHAPES = 4
 
@@ -104,7 +115,10 @@ class FusedConv2d(nn.Conv2d):
     def forward(self, x: Tensor) -> Tensor:
         if self._use_onednn(x):
             attr, scalars = _ONEDNN_ATTR[self.activation]
-            return torch.ops.mkldnn._convolution_pointwise(x, *self._onednn_args(x), attr, scalars, "")
+            try:
+                return torch.ops.mkldnn._convolution_pointwise(x, *self._onednn_args(x), attr, scalars, "")
+            except (RuntimeError, TypeError) as err:
+                _onednn_failed(err)
         return _activate(super().forward(x), self.activation)
 
     def add_into_(self, other: Tensor, x: Tensor, relu: bool) -> Tensor:
@@ -113,9 +127,12 @@ class FusedConv2d(nn.Conv2d):
         if self.activation != "none":
             raise ValueError("add_into_ is the residual tail: its conv has no activation of its own")
         if self._use_onednn(x) and other.is_contiguous(memory_format=torch.channels_last):
-            return torch.ops.mkldnn._convolution_pointwise_(
-                other, x, *self._onednn_args(x), "add", 1.0, "relu" if relu else None, [], ""
-            )
+            try:  # checks its arguments before it writes into other
+                return torch.ops.mkldnn._convolution_pointwise_(
+                    other, x, *self._onednn_args(x), "add", 1.0, "relu" if relu else None, [], ""
+                )
+            except (RuntimeError, TypeError) as err:
+                _onednn_failed(err)
         out = super().forward(x)
         if inference_fast_path():
             out = other.add_(out)
