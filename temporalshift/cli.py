@@ -344,14 +344,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
                        progress=say)  # fmt: skip
     if args.plot:
         report["plot"] = str(plot_report(report, args.plot))
+    rows = check_targets(report) if args.check else []
     if args.check:
-        report["targets"] = [{"what": w, "value": v, "target": b, "met": ok} for w, v, b, ok in check_targets(report)]
+        report["targets"] = [{"what": w, "value": v, "target": b, "met": ok} for w, v, b, ok in rows]
     print(json.dumps(report, indent=2) if args.json else format_report(report))
-    if args.check:
-        if not args.json:
-            print(format_check(check_targets(report)))
-        return 0 if all(t["met"] for t in report["targets"]) else 1
-    return 0
+    if args.check and not args.json:
+        print(format_check(rows))
+    return 0 if all(ok for *_, ok in rows) else 1
 
 
 def build_parser() -> argparse.ArgumentParser:

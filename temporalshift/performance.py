@@ -57,13 +57,14 @@ def _fuse_activations(module: nn.Module) -> None:
     for m in list(module.modules()):
         if isinstance(m, ResNet) and isinstance(m.bn1, nn.Identity):  # the stem: conv, (BN), ReLU
             m.conv1, m.relu = FusedConv2d(m.conv1, "relu"), nn.Identity()
-        elif isinstance(m, _ShiftBlock) and all(isinstance(c, nn.Conv2d) for c in m.convs()):
-            names = [f"conv{i + 1}" for i in range(len(m.convs()))]
-            if all(isinstance(getattr(m, f"bn{i + 1}"), nn.Identity) for i in range(len(names))):
-                for name in names[:-1]:
-                    setattr(m, name, FusedConv2d(getattr(m, name), "relu"))
-                setattr(m, names[-1], FusedConv2d(getattr(m, names[-1])))
-                m.fused = True
+        elif isinstance(m, _ShiftBlock) and all(
+            isinstance(getattr(m, "bn" + n[4:]), nn.Identity) for n in m.conv_names
+        ):
+            *inner, last = m.conv_names
+            for name in inner:
+                setattr(m, name, FusedConv2d(getattr(m, name), "relu"))
+            setattr(m, last, FusedConv2d(getattr(m, last)))
+            m.fused = True
         elif isinstance(m, InvertedResidual) and m.use_res_connect and isinstance(m.conv[-1], nn.Identity):
             m.conv[-2] = FusedConv2d(m.conv[-2])
             m.fused = True
@@ -77,7 +78,7 @@ def _fuse_activations(module: nn.Module) -> None:
                     m[i + 2] = nn.Identity()
     for m in list(module.modules()):  # the other convs still gain the packed weights
         for name, child in m.named_children():
-            if type(child) is nn.Conv2d and child.padding_mode == "zeros" and not isinstance(child.padding, str):
+            if type(child) is nn.Conv2d and FusedConv2d.can_wrap(child):
                 setattr(m, name, FusedConv2d(child))
 
 

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from temporalshift.ops.shift import inference_fast_path
+from temporalshift.ops.shift import _is_channels_last, inference_fast_path
 
 ACTIVATIONS: tuple[str, ...] = ("none", "relu", "relu6")
 # oneDNN's name and scalars for each activation (ReLU6 is hardtanh on [0, 6])
@@ -75,13 +75,18 @@ class FusedConv2d(nn.Conv2d):
     def __init__(self, conv: nn.Conv2d, activation: str = "none") -> None:
         if activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
-        if conv.padding_mode != "zeros" or isinstance(conv.padding, str):
+        if not self.can_wrap(conv):
             raise ValueError("FusedConv2d needs a conv with numeric zero padding")
         super().__init__(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
                          conv.dilation, conv.groups, bias=conv.bias is not None, device="meta")  # fmt: skip
         self.weight, self.bias = conv.weight, conv.bias
         self.activation = activation
         self._packed: dict[tuple, Tensor] = {}  # (input shape, weight identity) -> oneDNN-layout weight
+
+    @staticmethod
+    def can_wrap(conv: nn.Conv2d) -> bool:
+        """The oneDNN operators take numeric zero padding only (no "same", no reflect)."""
+        return conv.padding_mode == "zeros" and not isinstance(conv.padding, str)
 
     def __getstate__(self) -> dict:
         # the packed weights are opaque oneDNN tensors (no storage to copy or pickle): rebuilt on use
@@ -91,10 +96,9 @@ class FusedConv2d(nn.Conv2d):
         return (
             _HAVE_ONEDNN
             and x.device.type == "cpu"
-            and x.dim() == 4
             and x.dtype in (torch.float32, torch.bfloat16)
             and x.dtype == self.weight.dtype
-            and x.is_contiguous(memory_format=torch.channels_last)
+            and _is_channels_last(x)
             and not torch.is_autocast_enabled("cpu")
             and inference_fast_path()
         )
@@ -126,7 +130,7 @@ class FusedConv2d(nn.Conv2d):
         nobody reads afterwards); out of place when autograd records or something traces."""
         if self.activation != "none":
             raise ValueError("add_into_ is the residual tail: its conv has no activation of its own")
-        if self._use_onednn(x) and other.is_contiguous(memory_format=torch.channels_last):
+        if self._use_onednn(x) and _is_channels_last(other):
             try:  # checks its arguments before it writes into other
                 return torch.ops.mkldnn._convolution_pointwise_(
                     other, x, *self._onednn_args(x), "add", 1.0, "relu" if relu else None, [], ""

@@ -45,6 +45,7 @@ class _ShiftBlock(nn.Module):
 
     shift: TemporalShift | None
     non_local: NonLocalBlock | None
+    conv_names: tuple[str, ...] = ()  # the residual branch's convolutions in order; bn<i> follows conv<i>
 
     def _setup(self, downsample: nn.Module | None) -> None:
         self.relu = nn.ReLU(inplace=True)
@@ -55,8 +56,7 @@ class _ShiftBlock(nn.Module):
         self.fused = False  # set by optimize_for_inference: convs are FusedConv2d, BNs folded
 
     def convs(self) -> list[nn.Conv2d]:
-        """The residual branch's convolutions, in order."""
-        raise NotImplementedError
+        return [getattr(self, name) for name in self.conv_names]
 
     def _after_conv1(self, y: Tensor) -> Tensor:
         raise NotImplementedError
@@ -107,6 +107,7 @@ class BasicBlock(_ShiftBlock):
     """torchvision's BasicBlock (two 3x3 convs) with an optional shift and non-local."""
 
     expansion = 1
+    conv_names = ("conv1", "conv2")
 
     def __init__(self, cin: int, planes: int, stride: int = 1, downsample: nn.Module | None = None):
         super().__init__()
@@ -115,9 +116,6 @@ class BasicBlock(_ShiftBlock):
         self.conv2 = _conv3x3(planes, planes)
         self.bn2 = nn.BatchNorm2d(planes)
         self._setup(downsample)
-
-    def convs(self) -> list[nn.Conv2d]:
-        return [self.conv1, self.conv2]
 
     def _after_conv1(self, y: Tensor) -> Tensor:
         out = self.relu(self.bn1(y))
@@ -128,6 +126,7 @@ class Bottleneck(_ShiftBlock):
     """torchvision's Bottleneck (ResNet v1.5: stride on the 3x3 conv) with shift and non-local."""
 
     expansion = 4
+    conv_names = ("conv1", "conv2", "conv3")
 
     def __init__(self, cin: int, planes: int, stride: int = 1, downsample: nn.Module | None = None):
         super().__init__()
@@ -138,9 +137,6 @@ class Bottleneck(_ShiftBlock):
         self.conv3 = _conv1x1(planes, planes * 4)
         self.bn3 = nn.BatchNorm2d(planes * 4)
         self._setup(downsample)
-
-    def convs(self) -> list[nn.Conv2d]:
-        return [self.conv1, self.conv2, self.conv3]
 
     def _after_conv1(self, y: Tensor) -> Tensor:
         out = self.relu(self.bn1(y))
