@@ -1,5 +1,5 @@
 """``tsm bench``: what a TSM costs, measured against the same network without shifts (TSN) and a
-plain torchvision model, in one run, with the same inputs.
+plain torchvision model, in one run, with the same inputs (and TSM and TSN with the same weights).
 
 Timings are interleaved (one run of every variant per round) so that machine noise hits all of
 them alike; each figure is a median (and p90) over ``runs`` rounds after ``warmup`` rounds.
@@ -29,6 +29,14 @@ from temporalshift.models.zoo import describe, get_spec
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+def _with_weights_of(reference: torch.nn.Module, name: str, **overrides: Any) -> torch.nn.Module:
+    """``create_model(name, **overrides)`` holding ``reference``'s weights: compared models then do
+    the same arithmetic on the same numbers and differ only where the overrides say (the shift)."""
+    model = ts.create_model(name, **overrides)
+    model.load_state_dict(reference.state_dict())
+    return model
 
 
 def time_interleaved(fns: dict[str, Callable[[], Any]], runs: int, warmup: int, device: torch.device) -> dict:
@@ -237,10 +245,8 @@ def run_bench(
     info = describe(name)
     size, t = spec.input_size, spec.num_segments
     torch.manual_seed(0)
-    variants = {
-        "tsm": ts.create_model(name).eval().to(dev),
-        "tsn": ts.create_model(name, shift_div=0).eval().to(dev),
-    }
+    tsm = ts.create_model(name)
+    variants = {"tsm": tsm.eval().to(dev), "tsn": _with_weights_of(tsm, name, shift_div=0).eval().to(dev)}
     if spec.backbone.startswith("resnet") or spec.backbone == "mobilenetv2":
         variants["torchvision"] = TorchvisionVideo(spec.backbone, spec.num_classes).eval().to(dev)
     if fast_paths:  # the form tsm predict runs (optimize_for_inference), with and without shifts
@@ -270,10 +276,11 @@ def run_bench(
         progress(f"training step, batch {train_batch}: tsm, tsm with the naive shift, tsn")
         clip = torch.randn(train_batch, t, 3, size, size, device=dev)
         labels = torch.randint(0, spec.num_classes, (train_batch,), device=dev)
+        tsm = ts.create_model(name)
         fns = {
-            "tsm": _train_fn(ts.create_model(name).train().to(dev), clip, labels),
-            "tsm_naive_shift": _train_fn(ts.create_model(name).train().to(dev), clip, labels, naive_shift=True),
-            "tsn": _train_fn(ts.create_model(name, shift_div=0).train().to(dev), clip, labels),
+            "tsm": _train_fn(tsm.train().to(dev), clip, labels),
+            "tsm_naive_shift": _train_fn(_with_weights_of(tsm, name).train().to(dev), clip, labels, naive_shift=True),
+            "tsn": _train_fn(_with_weights_of(tsm, name, shift_div=0).train().to(dev), clip, labels),
         }
         times = time_interleaved(fns, max(runs // 2, 5), 2, dev)
         for k in times:

@@ -200,7 +200,7 @@ def test_shifted_residual_matches_the_plain_block_in_place_or_through_a_copy(
     from temporalshift.ops.shift import shifted_residual
 
     # a large input is consumed (shifted in place), a small one is copied with its groups shifted
-    monkeypatch.setattr(shift_ops, "_COPY_MAX_NUMEL", {"channels_last": 10**9 * small, "contiguous": 10**9 * small})
+    monkeypatch.setattr(shift_ops, "_COPY_MAX_NUMEL", 10**9 * small)
     torch.manual_seed(0)
     shift = TemporalShift(frames, 4, direction, padding)
     conv = torch.nn.Conv2d(16, 8, 1, bias=False)
@@ -218,6 +218,26 @@ def test_shifted_residual_matches_the_plain_block_in_place_or_through_a_copy(
     assert torch.equal(
         owned, x if small else temporal_shift(x, frames, 4, direction, padding)
     )  # consumed: left shifted
+
+
+@pytest.mark.parametrize("direction", ["bidirectional", "left", "right", "bidirectional_reversed"])
+@pytest.mark.parametrize("padding", ["zero", "circulant"])
+@pytest.mark.parametrize("frames", [1, 4])
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last", "3d"])
+def test_shifted_copy_is_the_shift_in_every_layout(direction, padding, frames, layout):
+    from temporalshift.ops.shift import _shifted_copy
+
+    torch.manual_seed(0)
+    shift = TemporalShift(frames, 4, direction, padding)
+    x = torch.randn(3 * frames, 16, 5, 5) if layout != "3d" else torch.randn(3 * frames, 16, 7)
+    if layout == "channels_last":
+        x = x.contiguous(memory_format=torch.channels_last)
+    before = x.clone()
+    with torch.inference_mode():  # its row indices are cached here, then reused outside
+        fast = _shifted_copy(x, shift)
+    assert torch.equal(fast, temporal_shift(before, frames, 4, direction, padding))
+    assert fast.is_contiguous(memory_format=torch.channels_last) == (layout == "channels_last")
+    assert torch.equal(_shifted_copy(x, shift), fast) and torch.equal(x, before)
 
 
 def test_models_give_the_same_outputs_with_and_without_the_fast_path():
