@@ -143,6 +143,8 @@ class OnlineRecognizer:
         if self.session is not None:
             logits = self._step_onnxruntime(x)
         else:
+            if getattr(self.model, "channels_last", False):  # as Recognizer.forward does for clips
+                x = x.contiguous(memory_format=torch.channels_last)
             logits = self.model.head(self.model.backbone(x), x.shape[0])
         if single:
             logits = logits[0]
