@@ -73,6 +73,21 @@ def test_counts_from_dataloader_workers_reach_the_main_process(bad_videos, numbe
     assert (tmp_path / "bad.tsv").read_text().count("\n") >= 2  # tried (at least) twice, counted once
 
 
+def test_the_default_temporary_log_outlives_workers_and_goes_with_its_dataset(bad_videos, numbered_videos):
+    import gc
+    from pathlib import Path
+
+    records = [VideoRecord(str(numbered_videos["mp4"]), 0)] * 6 + [VideoRecord(str(bad_videos["text"]), 1)] * 2
+    ds = _train_ds(records)  # no bad_log: a temporary file
+    path = Path(ds.bad.path)
+    for _ in range(2):  # forked workers start and exit with copies of the log: the file stays
+        assert sum(len(y) for _, y in DataLoader(ds, batch_size=4, num_workers=2)) == 8
+        assert path.exists() and list(ds.bad.entries()) == [str(bad_videos["text"])]
+    del ds
+    gc.collect()
+    assert not path.exists()  # no file left behind in the temporary directory
+
+
 def test_a_dataset_pointing_at_nothing_fails_fast(tmp_path):
     ann = tmp_path / "train.txt"
     ann.write_text("videos/a.mp4 0\nvideos/b.mp4 1\n")

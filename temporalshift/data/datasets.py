@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import tempfile
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -125,13 +126,20 @@ def read_sthv2(
     return records
 
 
+def _remove_if_creator(path: str, creator: int) -> None:
+    # forked DataLoader workers hold copies of the log: only its creator may delete the file
+    if os.getpid() == creator:
+        Path(path).unlink(missing_ok=True)
+
+
 class BadVideoLog:
     """Append-only record of unreadable videos, shared by worker processes through a file."""
 
     def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
-        if path is None:
+        if path is None:  # a temporary file, removed with this log by the process that made it
             fd, path = tempfile.mkstemp(prefix="tsm-bad-videos-", suffix=".tsv")
             os.close(fd)
+            weakref.finalize(self, _remove_if_creator, path, os.getpid())
         self.path = str(path)
         Path(self.path).touch()
 
