@@ -67,6 +67,16 @@ def paired_ratio(times: dict, a: str, b: str) -> float:
     return statistics.median(x / y for x, y in zip(times[a]["samples_ms"], times[b]["samples_ms"], strict=True))
 
 
+def paired_ratio_quartiles(times: dict, a: str, b: str) -> list[float]:
+    """First and third quartile of the per-round ratios behind :func:`paired_ratio`: how far this
+    machine's noise moves it (half of the rounds fall in between)."""
+    ratios = [x / y for x, y in zip(times[a]["samples_ms"], times[b]["samples_ms"], strict=True)]
+    if len(ratios) < 2:
+        return [ratios[0], ratios[0]]
+    q1, _, q3 = statistics.quantiles(ratios, n=4, method="inclusive")
+    return [q1, q3]
+
+
 def _rss_kb(field: str) -> int | None:
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
@@ -267,8 +277,10 @@ def run_bench(
             times[k]["videos_per_s"] = batch * 1000 / times[k]["median_ms"]
             times[k]["peak_memory_mb"] = peak_memory_fresh(name, k, batch, False, device)
         times["tsm/tsn"] = paired_ratio(times, "tsm", "tsn")
+        times["tsm/tsn quartiles"] = paired_ratio_quartiles(times, "tsm", "tsn")
         if "tsm_fast" in times:
             times["tsm/tsn fast"] = paired_ratio(times, "tsm_fast", "tsn_fast")
+            times["tsm/tsn fast quartiles"] = paired_ratio_quartiles(times, "tsm_fast", "tsn_fast")
         if "torchvision" in times:
             times["tsm/torchvision"] = paired_ratio(times, "tsm", "torchvision")
         report["inference"][f"batch_{batch}"] = times
@@ -286,6 +298,7 @@ def run_bench(
         for k in times:
             times[k]["peak_memory_mb"] = peak_memory_fresh(name, k, train_batch, True, device)
         times["tsm/tsn"] = paired_ratio(times, "tsm", "tsn")
+        times["tsm/tsn quartiles"] = paired_ratio_quartiles(times, "tsm", "tsn")
         times["naive/tsm memory"] = _ratio(times["tsm_naive_shift"]["peak_memory_mb"], times["tsm"]["peak_memory_mb"])
         report["train"] = times
     if train_batch and data:
@@ -425,6 +438,12 @@ def format_check(rows: list[tuple[str, float, str, bool]]) -> str:
     return "\n".join(lines)
 
 
+def _ratio_text(times: dict[str, Any], key: str) -> str:
+    """``1.027 [1.004-1.049]``: the paired ratio and, where recorded, its rounds' quartiles."""
+    quartiles = times.get(f"{key} quartiles")
+    return f"{times[key]:.3f}" + (f" [{quartiles[0]:.3f}-{quartiles[1]:.3f}]" if quartiles else "")
+
+
 def format_report(r: dict[str, Any]) -> str:
     lines = [f"{r['model']} on {r['device']} ({r['threads']} threads), input {r['input']}, "
              f"{r['params']:,} params, {r['flops'] / 1e9:.2f} GFLOPs/clip (backbone)"]  # fmt: skip
@@ -435,11 +454,11 @@ def format_report(r: dict[str, Any]) -> str:
                 v = times[k]
                 mem = f"{v['peak_memory_mb']:8.0f}" if v["peak_memory_mb"] is not None else "       -"
                 lines.append(f"  {k:<20} {v['median_ms']:7.1f} {v['p90_ms']:6.1f}   {v['videos_per_s']:8.2f}  {mem}")
-        ratio = f"  TSM/TSN time {times['tsm/tsn']:.3f}"
+        ratio = f"  TSM/TSN time {_ratio_text(times, 'tsm/tsn')}"
         if "tsm/torchvision" in times:
             ratio += f"   TSM/torchvision {times['tsm/torchvision']:.3f}"
         if "tsm/tsn fast" in times:
-            ratio += f"   fast form TSM/TSN {times['tsm/tsn fast']:.3f}"
+            ratio += f"   fast form TSM/TSN {_ratio_text(times, 'tsm/tsn fast')}"
         lines.append(ratio)
     if "train" in r:
         tr = r["train"]
@@ -447,7 +466,7 @@ def format_report(r: dict[str, Any]) -> str:
         for k in ("tsm", "tsm_naive_shift", "tsn"):
             mem = f"{tr[k]['peak_memory_mb']:.0f}" if tr[k]["peak_memory_mb"] is not None else "-"
             lines.append(f"  {k:<20} {tr[k]['median_ms']:10.1f}   {mem:>7}")
-        lines.append(f"  TSM/TSN step time {tr['tsm/tsn']:.3f}")
+        lines.append(f"  TSM/TSN step time {_ratio_text(tr, 'tsm/tsn')}")
         if tr.get("naive/tsm memory"):
             lines.append(f"  naive-shift / TSM peak memory {tr['naive/tsm memory']:.3f}")
     if "data" in r:

@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from temporalshift.cli import main
 
 
@@ -18,6 +20,9 @@ def test_bench_reports_ratios_memory_fast_paths_and_online(capsys, tmp_path):
     assert inference["tsm"]["median_ms"] > 0 and inference["tsm"]["videos_per_s"] > 0
     assert inference["tsm"]["peak_memory_mb"] is None or inference["tsm"]["peak_memory_mb"] >= 0
     assert report["train"]["tsm/tsn"] > 0
+    for ratios in (inference, report["train"]):  # each paired ratio lies within its rounds' quartiles
+        q1, q3 = ratios["tsm/tsn quartiles"]
+        assert q1 <= ratios["tsm/tsn"] <= q3
     assert {"default", "bn_folding", "channels_last", "optimize_for_inference", "bf16_autocast"} <= set(
         report["fast_paths"]
     )
@@ -38,10 +43,14 @@ def test_bench_table(capsys):
 def test_paired_ratio_is_the_median_of_per_round_ratios_and_rounds_alternate_order():
     import torch
 
-    from temporalshift.bench import paired_ratio, time_interleaved
+    from temporalshift.bench import _ratio_text, paired_ratio, paired_ratio_quartiles, time_interleaved
 
-    times = {"a": {"samples_ms": [10.0, 30.0, 12.0]}, "b": {"samples_ms": [10.0, 20.0, 10.0]}}
-    assert paired_ratio(times, "a", "b") == 1.2  # per round 1.0, 1.5, 1.2
+    times = {"a": {"samples_ms": [10.0, 30.0, 12.0, 22.0]}, "b": {"samples_ms": [10.0, 20.0, 10.0, 20.0]}}
+    assert paired_ratio(times, "a", "b") == 1.15  # per round 1.0, 1.5, 1.2, 1.1
+    q1, q3 = paired_ratio_quartiles(times, "a", "b")
+    assert q1 == pytest.approx(1.075) and q3 == pytest.approx(1.275)  # the rounds' noise, shown beside it
+    times["a/b"], times["a/b quartiles"] = 1.15, [q1, q3]
+    assert _ratio_text(times, "a/b") == "1.150 [1.075-1.275]"
     order = []
     time_interleaved({"x": lambda: order.append("x"), "y": lambda: order.append("y")}, 3, 0, torch.device("cpu"))
     assert order == ["x", "y", "y", "x", "x", "y"]
