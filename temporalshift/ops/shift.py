@@ -424,7 +424,7 @@ def _shifted_copy(x: Tensor, shift: TemporalShift) -> Tensor:
 
     Contiguous ``x``: each (frame, channel) plane is one row, so the shift is a single row gather
     (``index_select``) plus one fill of the vacated rows: two ops, against a clone and six strided
-    writes (1.5-3x the time on MobileNetV2's inputs). Channels-last ``x`` has no such rows (a
+    writes (1.2-2.4x the time on MobileNetV2's inputs at batch 1). Channels-last ``x`` has no such rows (a
     group is a short run in every pixel): a clone with the groups written shifted.
     """
     groups = _groups(x.shape[1], shift.shift_div, shift.direction)
