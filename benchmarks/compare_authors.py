@@ -146,7 +146,7 @@ def compare_online(repo: Path, rounds: int) -> None:
         buffers = list(out[1:])
 
     model = ts.create_model("tsm_mobilenetv2_online_1x1x8_k400")
-    ours = ts.OnlineRecognizer(model)
+    ours = ts.OnlineRecognizer(model, engine="torch")
     fns = {"authors": their_step, "ours": lambda: ours.step(frame)}
     try:
         ours_ort = ts.OnlineRecognizer(model, engine="onnxruntime", spin=False)

@@ -319,7 +319,7 @@ def run_bench(
         progress("online MobileNetV2, one frame")
         online_model = ts.create_model("tsm_mobilenetv2_online_1x1x8_k400").to(dev)
         frame = torch.randn(3, size, size, device=dev)
-        steps = {"torch": ts.OnlineRecognizer(online_model).step}
+        steps = {"torch": ts.OnlineRecognizer(online_model, engine="torch").step}
         if dev.type == "cpu":
             with contextlib.suppress(ImportError, ValueError):
                 steps["onnxruntime"] = ts.OnlineRecognizer(online_model, engine="onnxruntime", spin=False).step

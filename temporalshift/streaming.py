@@ -47,9 +47,10 @@ def stream(
     window: int = 8,
     labels: Any = None,
     max_frames: int | None = None,
-    engine: str = "torch",
+    engine: str = "auto",
 ) -> Iterator[dict[str, Any]]:
-    """Yield, per frame: its index, the smoothed label and probability, and the model latency."""
+    """Yield, per frame: its index, the smoothed label and probability, the model latency and the
+    engine that ran it (see :class:`~temporalshift.online.OnlineRecognizer`)."""
     recognizer = OnlineRecognizer(model, window, engine=engine)
     spec = model.spec
     names = class_names(labels, spec.num_classes, spec.labels)
@@ -64,4 +65,5 @@ def stream(
         latency = (time.perf_counter() - t0) * 1000
         probs = recognizer.smoothed()
         best = int(probs.argmax())
-        yield {"frame": i, "label": names[best], "score": float(probs[best]), "latency_ms": latency}
+        yield {"frame": i, "label": names[best], "score": float(probs[best]), "latency_ms": latency,
+               "engine": recognizer.engine}  # fmt: skip

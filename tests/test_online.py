@@ -29,7 +29,7 @@ def test_online_equals_offline_frame_by_frame(name, overrides):
         model.head.fc.weight.normal_(0, 1)
     t = model.num_segments
     clip = torch.randn(2, t, 3, 64, 64)  # two streams at once
-    rec = OnlineRecognizer(model)
+    rec = OnlineRecognizer(model, engine="torch")
     online = torch.stack([rec.step(clip[:, i]) for i in range(t)], 1)
     reference = _per_frame_logits(model, clip)
     # float32 error grows with the logits (random MobileOne weights give ~1e3): 1e-5 of the largest
@@ -70,6 +70,7 @@ def test_cli_stream_a_video_file(tmp_path, numbered_videos, capsys):
     events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [e["frame"] for e in events] == list(range(12))
     assert all(0 <= e["score"] <= 1 and e["latency_ms"] > 0 and e["label"] for e in events)
+    assert {e["engine"] for e in events} == {"onnxruntime"}  # the default, auto, with the export extra installed
     assert main(["stream", str(numbered_videos["mp4"]), "--model", "tsm_mobilenetv2_1x1x8_k400"]) == 1
     assert "uni-directional" in capsys.readouterr().err
 
@@ -81,7 +82,11 @@ def test_training_an_online_model_streams_unchanged(tiny_recipe, tmp_path, numbe
     capsys.readouterr()
     assert main(["stream", str(numbered_videos["mp4"]), "--checkpoint", str(work / "epoch_001.pt"),
                  "--max-frames", "3"]) == 0  # fmt: skip
-    assert capsys.readouterr().out.count("frame") == 3
+    out = capsys.readouterr().out
+    assert out.count("frame") == 3 and out.startswith("engine: onnxruntime\n")
+    assert main(["stream", str(numbered_videos["mp4"]), "--checkpoint", str(work / "epoch_001.pt"),
+                 "--max-frames", "2", "--engine", "torch"]) == 0  # fmt: skip
+    assert capsys.readouterr().out.startswith("engine: torch\n")
 
 
 @pytest.mark.parametrize("spin", [True, False])
@@ -90,9 +95,36 @@ def test_onnxruntime_engine_matches_torch_for_several_streams(spin):
     model = ts.create_model("tsm_mobilenetv2_online_1x1x8_k400", num_classes=10, input_size=64).eval()
     with torch.no_grad():
         model.head.fc.weight.normal_(0, 1)
-    a, b = OnlineRecognizer(model), OnlineRecognizer(model, engine="onnxruntime", spin=spin)
+    a, b = OnlineRecognizer(model, engine="torch"), OnlineRecognizer(model, engine="onnxruntime", spin=spin)
     frames = torch.randn(5, 3, 3, 64, 64)  # 5 steps of 3 streams
     for f in frames:
         torch.testing.assert_close(b.step(f), a.step(f), atol=1e-4, rtol=1e-4)
+    a.reset()
     b.reset()
-    torch.testing.assert_close(b.step(frames[0, 0]), OnlineRecognizer(model).step(frames[0, 0]), atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(b.step(frames[0, 0]), a.step(frames[0, 0]), atol=1e-4, rtol=1e-4)
+
+
+def test_auto_engine_is_onnxruntime_when_installed_else_torch(monkeypatch, tmp_path):
+    model = ts.create_model("tsm_mobilenetv2_online_1x1x8_k400", num_classes=10, input_size=64).eval()
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+    rec = OnlineRecognizer(model)
+    assert rec.engine == "onnxruntime" and rec.session is not None
+    assert list(tmp_path.iterdir()) == []  # the exported step lives in the session, not in a left-over file
+    monkeypatch.setattr("temporalshift.online.onnxruntime_installed", lambda: False)
+    rec = OnlineRecognizer(model)
+    assert rec.engine == "torch" and rec.session is None
+    assert rec.step(torch.randn(3, 64, 64)).shape == (10,)
+    with pytest.raises(ValueError, match="engine must be one of auto, torch, onnxruntime"):
+        OnlineRecognizer(model, engine="tensorrt")
+
+
+def test_onnxruntime_engine_follows_a_change_of_frame_size():
+    torch.manual_seed(0)
+    model = ts.create_model("tsm_mobilenetv2_online_1x1x8_k400", num_classes=10, input_size=64).eval()
+    a, b = OnlineRecognizer(model, engine="torch"), OnlineRecognizer(model, engine="onnxruntime", spin=False)
+    for size in (64, 64, 96, 96, 64):  # a new size is a new stream: both start from an empty past
+        if size != getattr(b, "_frame_size", (size, size))[0]:
+            a.reset()
+        frame = torch.randn(2, 3, size, size)
+        torch.testing.assert_close(b.step(frame), a.step(frame), atol=1e-4, rtol=1e-4)
+    assert b._frame_size == (64, 64)

@@ -142,7 +142,7 @@ def test_call_shifted_sees_the_shift_and_leaves_its_input_as_it_was(direction, p
 def test_online_fast_form_keeps_its_cache_intact():
     model = _model("tsm_mobilenetv2_online_1x1x8_k400", {})
     frames = torch.randn(6, 3, 64, 64)
-    fast, plain = ts.OnlineRecognizer(model), ts.OnlineRecognizer(model, fast=False)
+    fast, plain = ts.OnlineRecognizer(model, engine="torch"), ts.OnlineRecognizer(model, fast=False, engine="torch")
     for frame in frames:
         torch.testing.assert_close(fast.step(frame), plain.step(frame), rtol=1e-4, atol=1e-5)
     if _HAVE_ONEDNN:  # the frame goes in channels-last, so even the stem conv is a fused one
