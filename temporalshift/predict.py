@@ -144,7 +144,11 @@ class Predictor:
     def scores(self, views: Tensor) -> np.ndarray:
         """Class probabilities averaged over the views of one video."""
         if self.session is not None:
-            logits = torch.from_numpy(self.session.run(None, {"clip": views.numpy()})[0])
+            batch = self.session.get_inputs()[0].shape[0]  # an int unless exported with --dynamic-batch
+            step = batch if isinstance(batch, int) and batch > 0 else len(views)
+            clips = views.numpy()
+            parts = [self.session.run(None, {"clip": clips[i : i + step]})[0] for i in range(0, len(clips), step)]
+            logits = torch.from_numpy(np.concatenate(parts))
         else:
             logits = self.model(views).float()
         return logits.softmax(-1).mean(0).numpy()

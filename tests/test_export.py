@@ -1,5 +1,7 @@
 """ONNX and TorchScript exports match PyTorch; `tsm predict --onnx` runs the exported file."""
 
+import json
+
 import pytest
 import torch
 
@@ -61,8 +63,6 @@ def test_cli_export_reparameterized_mobileone_and_predict_with_onnx(tmp_path, nu
     onnx_pred = capsys.readouterr().out
     assert main(["predict", str(numbered_videos["mp4"]), "--checkpoint", str(ckpt), "--json"]) == 0
     torch_pred = capsys.readouterr().out
-    import json
-
     a, b = json.loads(onnx_pred), json.loads(torch_pred)
     assert a["labels"] == b["labels"] and a["scores"] == pytest.approx(b["scores"], abs=1e-4)
     assert main(["export", "--model", "tsm_mobilenetv2_1x1x8_k400", "--format", "torchscript",
@@ -72,3 +72,24 @@ def test_cli_export_reparameterized_mobileone_and_predict_with_onnx(tmp_path, nu
 def test_export_needs_a_model(capsys):
     assert main(["export", "-o", "x.onnx"]) == 2
     assert "give --model NAME" in capsys.readouterr().err
+
+
+def test_predict_with_a_fixed_batch_onnx_runs_its_views_in_chunks(tmp_path, numbered_videos, capsys):
+    """Exported without --dynamic-batch the graph takes one clip; a 2-clip x 3-crop protocol still runs."""
+    model = ts.create_model("tsm_r50_1x1x8_k400", backbone="resnet18", width=16, num_classes=8, input_size=64,
+                            labels="moving_digits", test_clips=2, test_crops="three", twice_sample=False)  # fmt: skip
+    _nontrivial(model)
+    ckpt = tmp_path / "r18.pt"
+    torch.save({"format": "temporalshift/1", "model_name": model.name, "model": model.state_dict(),
+                "overrides": ts.models.zoo.spec_overrides(model)}, ckpt)  # fmt: skip
+    onnx_path = tmp_path / "r18.onnx"
+    assert main(["export", "--checkpoint", str(ckpt), "-o", str(onnx_path)]) == 0
+    session, _ = load_onnx(onnx_path)
+    assert session.get_inputs()[0].shape[0] == 1
+    capsys.readouterr()
+    assert main(["predict", str(numbered_videos["mp4"]), "--onnx", str(onnx_path), "--json"]) == 0
+    a = json.loads(capsys.readouterr().out)
+    assert main(["predict", str(numbered_videos["mp4"]), "--checkpoint", str(ckpt), "--json"]) == 0
+    b = json.loads(capsys.readouterr().out)
+    assert len(b["frames"]) == 2 and a["labels"] == b["labels"]
+    assert a["scores"] == pytest.approx(b["scores"], abs=1e-4)
