@@ -3,8 +3,9 @@ plain torchvision model, in one run, with the same inputs (and TSM and TSN with 
 
 Timings are interleaved (one run of every variant per round) so that machine noise hits all of
 them alike; each figure is a median (and p90) over ``runs`` rounds after ``warmup`` rounds.
-Peak memory is the growth of the process's peak resident set during one call on Linux CPUs
-(``/proc/self/clear_refs``), or ``torch.cuda.max_memory_allocated`` on a GPU.
+Peak memory is the tensor memory at the peak of one (warm) call beyond what was allocated before
+it: on a CPU from the PyTorch profiler's allocation events (exact, so equal runs give equal
+figures), on a GPU from ``torch.cuda.max_memory_allocated``.
 """
 
 from __future__ import annotations
@@ -87,13 +88,57 @@ def _rss_kb(field: str) -> int | None:
     return None
 
 
-def peak_memory_mb(fn: Callable[[], Any], device: torch.device) -> float | None:
-    """Extra memory at the peak of one call of ``fn`` (MB), beyond what was in use before.
+def allocated_peak_mb(fn: Callable[[], Any]) -> float | None:
+    """Peak of the tensor memory PyTorch's CPU allocator holds during one call of ``fn``, beyond
+    what it held when the call began (MB), read from the profiler's allocation events.
 
-    On a GPU: the caching allocator's peak. On a Linux CPU: the growth of the peak resident set
-    (reset through ``/proc/self/clear_refs``); call it in a fresh process (see
-    :func:`peak_memory_fresh`), since a warm allocator reuses memory it already holds.
+    Exact and repeatable (unlike the resident-set peak, which moves with the allocator's reuse of
+    freed pages), so two models can be told apart by a few MB. None where the profiler's event tree
+    (a private API) is not available.
     """
+    try:
+        from torch._C._profiler import _EventType
+        from torch.profiler import ProfilerActivity, profile
+
+        with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+            fn()
+        events, stack = [], list(prof.profiler.kineto_results.experimental_event_tree())
+        while stack:
+            event = stack.pop()
+            if event.tag == _EventType.Allocation:
+                fields = event.extra_fields
+                events.append((event.start_time_ns, fields.total_allocated, fields.alloc_size))
+            stack.extend(event.children)
+    except (ImportError, AttributeError, RuntimeError):
+        return None
+    if not events:
+        return 0.0
+    events.sort()
+    before = events[0][1] - events[0][2]  # what was held just before the call's first allocation
+    return max(max(total for _, total, _ in events) - before, 0) / 2**20
+
+
+def _resident_peak_mb(fn: Callable[[], Any]) -> float | None:
+    """Growth of the process's peak resident set during one call (Linux), the fallback measure."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")  # reset the peak-RSS mark
+    except OSError:
+        return None
+    before = _rss_kb("VmRSS:")
+    fn()
+    peak = _rss_kb("VmHWM:")
+    return None if before is None or peak is None else max(peak - before, 0) / 1024
+
+
+def peak_memory_mb(fn: Callable[[], Any], device: torch.device) -> float | None:
+    """Extra memory at the peak of one call of ``fn`` (MB), beyond what was in use before it.
+
+    ``fn`` runs once first, so that one-time allocations (an optimizer's momentum buffers, cached
+    kernels) are not counted. On a GPU: the caching allocator's peak. On a CPU: the allocator's
+    exact peak (:func:`allocated_peak_mb`), else the growth of the peak resident set; call it in a
+    fresh process (see :func:`peak_memory_fresh`), so that other models' memory is not in the way.
+    """
+    fn()
     if device.type == "cuda":
         torch.cuda.synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)
@@ -101,14 +146,8 @@ def peak_memory_mb(fn: Callable[[], Any], device: torch.device) -> float | None:
         fn()
         torch.cuda.synchronize(device)
         return (torch.cuda.max_memory_allocated(device) - before) / 2**20
-    try:
-        Path("/proc/self/clear_refs").write_text("5")  # reset the peak-RSS mark (Linux)
-    except OSError:
-        return None
-    before = _rss_kb("VmRSS:")
-    fn()
-    peak = _rss_kb("VmHWM:")
-    return None if before is None or peak is None else max(peak - before, 0) / 1024
+    exact = allocated_peak_mb(fn)
+    return exact if exact is not None else _resident_peak_mb(fn)
 
 
 def peak_memory_fresh(name: str, variant: str, batch: int, train: bool, device: str) -> float | None:
@@ -300,6 +339,7 @@ def run_bench(
         times["tsm/tsn"] = paired_ratio(times, "tsm", "tsn")
         times["tsm/tsn quartiles"] = paired_ratio_quartiles(times, "tsm", "tsn")
         times["naive/tsm memory"] = _ratio(times["tsm_naive_shift"]["peak_memory_mb"], times["tsm"]["peak_memory_mb"])
+        times["tsm/tsn memory"] = _ratio(times["tsm"]["peak_memory_mb"], times["tsn"]["peak_memory_mb"])
         report["train"] = times
     if train_batch and data:
         progress("data pipeline (10 s 320x240 H.264 video), workers 0/1/2")
@@ -464,11 +504,13 @@ def format_report(r: dict[str, Any]) -> str:
         tr = r["train"]
         lines.append("\ntraining step (forward + backward + SGD):   median ms   peak MB")
         for k in ("tsm", "tsm_naive_shift", "tsn"):
-            mem = f"{tr[k]['peak_memory_mb']:.0f}" if tr[k]["peak_memory_mb"] is not None else "-"
+            mem = f"{tr[k]['peak_memory_mb']:.1f}" if tr[k]["peak_memory_mb"] is not None else "-"
             lines.append(f"  {k:<20} {tr[k]['median_ms']:10.1f}   {mem:>7}")
         lines.append(f"  TSM/TSN step time {_ratio_text(tr, 'tsm/tsn')}")
-        if tr.get("naive/tsm memory"):
-            lines.append(f"  naive-shift / TSM peak memory {tr['naive/tsm memory']:.3f}")
+        pairs = (("naive/tsm memory", "naive-shift/TSM"), ("tsm/tsn memory", "TSM/TSN"))
+        memory = [f"{what} {tr[key]:.4f}" for key, what in pairs if tr.get(key)]
+        if memory:
+            lines.append(f"  peak memory: {', '.join(memory)}")
     if "data" in r:
         d = r["data"]
         rates = ", ".join(f"{k.replace('_', ' ')}: {v:.1f}" for k, v in d["clips_per_s"].items())

@@ -56,6 +56,25 @@ def test_paired_ratio_is_the_median_of_per_round_ratios_and_rounds_alternate_ord
     assert order == ["x", "y", "y", "x", "x", "y"]
 
 
+def test_cpu_peak_memory_is_the_allocators_exact_peak_of_a_warm_call():
+    import torch
+
+    from temporalshift.bench import allocated_peak_mb, peak_memory_mb
+
+    kept = []
+
+    def two_transient_mib_then_keep_one():
+        a = torch.ones(2**18)  # 1 MiB of float32
+        b = a * 2  # 2 MiB held together: the peak
+        del a, b
+        kept.append(torch.ones(2**18))
+
+    assert allocated_peak_mb(two_transient_mib_then_keep_one) == pytest.approx(2.0, abs=0.01)
+    # the warm call first: equal calls give equal figures, which a resident-set peak does not
+    assert peak_memory_mb(two_transient_mib_then_keep_one, torch.device("cpu")) == pytest.approx(2.0, abs=0.01)
+    assert allocated_peak_mb(lambda: None) == 0.0
+
+
 def test_bench_on_a_missing_gpu_says_so_in_one_line(capsys):
     import pytest
     import torch
