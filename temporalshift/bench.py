@@ -98,10 +98,13 @@ def allocated_peak_mb(fn: Callable[[], Any]) -> float | None:
     """
     try:
         from torch._C._profiler import _EventType
-        from torch.profiler import ProfilerActivity, profile
+    except ImportError:
+        return None
+    from torch.profiler import ProfilerActivity, profile
 
-        with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-            fn()
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()  # an error of fn's own is the caller's to see, not a reason to measure another way
+    try:
         events, stack = [], list(prof.profiler.kineto_results.experimental_event_tree())
         while stack:
             event = stack.pop()
@@ -109,7 +112,7 @@ def allocated_peak_mb(fn: Callable[[], Any]) -> float | None:
                 fields = event.extra_fields
                 events.append((event.start_time_ns, fields.total_allocated, fields.alloc_size))
             stack.extend(event.children)
-    except (ImportError, AttributeError, RuntimeError):
+    except AttributeError:
         return None
     if not events:
         return 0.0

@@ -74,6 +74,12 @@ def test_cpu_peak_memory_is_the_allocators_exact_peak_of_a_warm_call():
     assert peak_memory_mb(two_transient_mib_then_keep_one, torch.device("cpu")) == pytest.approx(2.0, abs=0.01)
     assert allocated_peak_mb(lambda: None) == 0.0
 
+    def fails():
+        raise RuntimeError("out of memory")
+
+    with pytest.raises(RuntimeError, match="out of memory"):  # the call's own error is not a missing profiler
+        allocated_peak_mb(fails)
+
 
 def test_bench_on_a_missing_gpu_says_so_in_one_line(capsys):
     import pytest
