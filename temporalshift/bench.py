@@ -258,6 +258,44 @@ def _inference_fn(model: nn.Module, clip: torch.Tensor, autocast: str | None = N
     return run
 
 
+# ResNet-50's convolution shapes (in, out, side, kernel) for an 8-frame clip: dense enough to
+# show what this machine's fp32 convolutions can do at best
+_PEAK_SHAPES = ((64, 64, 56, 3), (128, 128, 28, 3), (256, 256, 14, 3), (512, 512, 7, 3),
+                (256, 64, 56, 1), (512, 128, 28, 1), (1024, 256, 14, 1))  # fmt: skip
+
+
+def _peak_conv(shape: tuple[int, int, int, int], device: torch.device, frames: int) -> tuple[Callable[[], Any], int]:
+    """One of :data:`_PEAK_SHAPES` ready to time, the fastest way the fast form knows
+    (channels-last, inference mode, oneDNN's packed weights on a CPU): the call and its multiply-adds."""
+    from temporalshift.ops.fused import FusedConv2d
+
+    cin, cout, side, k = shape
+    conv = FusedConv2d(nn.Conv2d(cin, cout, k, padding=k // 2)).to(device).to(memory_format=torch.channels_last)
+    x = torch.randn(frames, cin, side, side, device=device).contiguous(memory_format=torch.channels_last)
+    return _inference_fn(conv, x), frames * cout * side * side * cin * k * k
+
+
+def conv_peak_gmacs(device: str | torch.device = "cpu", frames: int = 8, runs: int = 9) -> dict[str, Any]:
+    """This machine's best fp32 convolution rate, in multiply-adds per second (FLOPs as the zoo
+    counts them), over ResNet-50's shapes on ``frames`` frames.
+
+    A model's rate against it says how much any fp32 path could still gain: a network at 90% of
+    it can be made at most 1.1x faster without lowering the precision. ``best`` is the shape to
+    time beside a model (:func:`run_bench` does, in the same rounds, so that noise cancels).
+    """
+    dev = torch.device(device)
+    rates: dict[str, float] = {}
+    best: tuple[int, int, int, int] = _PEAK_SHAPES[0]
+    for shape in _PEAK_SHAPES:
+        fn, macs = _peak_conv(shape, dev, frames)
+        cin, cout, side, k = shape
+        key = f"{cin}->{cout} {k}x{k} at {side}x{side}"
+        rates[key] = macs / time_interleaved({"conv": fn}, runs, 1, dev)["conv"]["median_ms"] / 1e6
+        if rates[key] == max(rates.values()):
+            best = shape
+    return {"gmacs_per_s": max(rates.values()), "shapes": rates, "best": list(best), "frames": frames}
+
+
 def _train_fn(
     model: nn.Module, clip: torch.Tensor, labels: torch.Tensor, naive_shift: bool = False
 ) -> Callable[[], Any]:
@@ -310,14 +348,25 @@ def run_bench(
         "model": name, "device": str(dev), "threads": torch.get_num_threads(), "input": [t, 3, size, size],
         "params": info["params"], "flops": info["flops"], "runs": runs, "warmup": warmup, "inference": {},
     }  # fmt: skip
+    progress("this machine's best fp32 convolution rate (ResNet-50's shapes)")
+    report["conv_peak"] = conv_peak_gmacs(dev, t)
+    probe, probe_macs = _peak_conv(tuple(report["conv_peak"]["best"]), dev, t)  # type: ignore[arg-type]
     for batch in batches:
         progress(f"inference, batch {batch}: {', '.join(variants)}")
         clip = torch.randn(batch, t, 3, size, size, device=dev)
         fns = {k: _inference_fn(m, clip) for k, m in variants.items()}
-        times = time_interleaved(fns, runs, warmup, dev)
+        times = time_interleaved({**fns, "conv_peak": probe}, runs, warmup, dev)
+        peak_ms = times.pop("conv_peak")["samples_ms"]
         for k in times:
             times[k]["videos_per_s"] = batch * 1000 / times[k]["median_ms"]
+            # the backbone's multiply-adds per second (TSN and torchvision's are TSM's: the shift has none),
+            # and that against the peak convolution timed in the same rounds
+            times[k]["gmacs_per_s"] = batch * info["flops"] / times[k]["median_ms"] / 1e6
+            rounds = zip(times[k]["samples_ms"], peak_ms, strict=True)
+            times[k]["of_conv_peak"] = statistics.median(batch * info["flops"] * p / probe_macs / m for m, p in rounds)
             times[k]["peak_memory_mb"] = peak_memory_fresh(name, k, batch, False, device)
+        times["conv_peak_gmacs_per_s"] = probe_macs / statistics.median(peak_ms) / 1e6
+        times["conv_peak_samples_ms"] = peak_ms
         times["tsm/tsn"] = paired_ratio(times, "tsm", "tsn")
         times["tsm/tsn quartiles"] = paired_ratio_quartiles(times, "tsm", "tsn")
         if "tsm_fast" in times:
@@ -490,13 +539,19 @@ def _ratio_text(times: dict[str, Any], key: str) -> str:
 def format_report(r: dict[str, Any]) -> str:
     lines = [f"{r['model']} on {r['device']} ({r['threads']} threads), input {r['input']}, "
              f"{r['params']:,} params, {r['flops'] / 1e9:.2f} GFLOPs/clip (backbone)"]  # fmt: skip
+    if "conv_peak" in r:
+        best = max(r["conv_peak"]["shapes"], key=r["conv_peak"]["shapes"].get)
+        lines.append(f"this machine's best fp32 convolution: {r['conv_peak']['gmacs_per_s']:.1f} GMAC/s ({best}, "
+                     f"{r['conv_peak']['frames']} frames); 'of peak': a backbone's multiply-adds per second against "
+                     "it, timed in the same rounds")  # fmt: skip
     for key, times in r["inference"].items():
-        lines.append(f"\ninference, {key.replace('_', ' ')}:   median    p90   videos/s   peak MB")
+        lines.append(f"\ninference, {key.replace('_', ' ')}:   median    p90   videos/s   peak MB   GMAC/s  of peak")
         for k in ("tsm", "tsn", "torchvision", "tsm_fast", "tsn_fast"):
             if k in times:
                 v = times[k]
                 mem = f"{v['peak_memory_mb']:8.0f}" if v["peak_memory_mb"] is not None else "       -"
-                lines.append(f"  {k:<20} {v['median_ms']:7.1f} {v['p90_ms']:6.1f}   {v['videos_per_s']:8.2f}  {mem}")
+                lines.append(f"  {k:<20} {v['median_ms']:7.1f} {v['p90_ms']:6.1f}   {v['videos_per_s']:8.2f}  {mem}"
+                             f"  {v['gmacs_per_s']:7.1f}  {v['of_conv_peak']:6.0%}")  # fmt: skip
         ratio = f"  TSM/TSN time {_ratio_text(times, 'tsm/tsn')}"
         if "tsm/torchvision" in times:
             ratio += f"   TSM/torchvision {times['tsm/torchvision']:.3f}"

@@ -1,6 +1,7 @@
 """`tsm bench` runs end to end and reports every figure (timings are never asserted on)."""
 
 import json
+import statistics
 
 import pytest
 
@@ -18,6 +19,18 @@ def test_bench_reports_ratios_memory_fast_paths_and_online(capsys, tmp_path):
     )
     assert len(inference["tsm"]["samples_ms"]) == 2
     assert inference["tsm"]["median_ms"] > 0 and inference["tsm"]["videos_per_s"] > 0
+    peak = report["conv_peak"]
+    assert len(peak["shapes"]) == 7 and peak["gmacs_per_s"] == max(peak["shapes"].values()) > 0
+    for k in ("tsm", "tsm_fast"):  # the backbone's multiply-adds per second, and that against the peak
+        v = inference[k]
+        assert v["gmacs_per_s"] == pytest.approx(report["flops"] / v["median_ms"] / 1e6)
+        # against the peak convolution timed in the same rounds: the median of the per-round ratios
+        best = peak["best"]
+        macs = 8 * best[1] * best[2] * best[2] * best[0] * best[3] ** 2
+        rounds = zip(v["samples_ms"], inference["conv_peak_samples_ms"], strict=True)
+        per_round = [report["flops"] * p / macs / m for m, p in rounds]
+        assert v["of_conv_peak"] == pytest.approx(statistics.median(per_round))
+    assert inference["conv_peak_gmacs_per_s"] > 0
     assert inference["tsm"]["peak_memory_mb"] is None or inference["tsm"]["peak_memory_mb"] >= 0
     assert report["train"]["tsm/tsn"] > 0
     for ratios in (inference, report["train"]):  # each paired ratio lies within its rounds' quartiles
@@ -38,6 +51,7 @@ def test_bench_table(capsys):
                  "--train-batch", "0", "--no-fast-paths"]) == 0  # fmt: skip
     out = capsys.readouterr().out
     assert "TSM/TSN time" in out and "videos/s" in out
+    assert "best fp32 convolution" in out and "GMAC/s  of peak" in out
 
 
 def test_paired_ratio_is_the_median_of_per_round_ratios_and_rounds_alternate_order():
@@ -122,3 +136,24 @@ def test_bench_check_exits_1_exactly_when_a_target_is_missed(capsys):
         "naive-shift / ours training peak memory",
     ][: len(report["targets"])]
     assert code == (0 if all(t["met"] for t in report["targets"]) else 1)  # timings themselves are not asserted
+
+
+def test_conv_peak_is_the_best_rate_over_resnet_shapes_with_the_multiply_adds_counted_per_frame(monkeypatch):
+    import temporalshift.bench as bench
+
+    peak = bench.conv_peak_gmacs("cpu", frames=1, runs=1)  # really runs each convolution
+    assert list(peak["shapes"]) == [f"{i}->{o} {k}x{k} at {s}x{s}" for i, o, s, k in bench._PEAK_SHAPES]
+    assert peak["gmacs_per_s"] == max(peak["shapes"].values()) > 0
+
+    seen = []
+
+    def fixed_time(fns, runs, warmup, device):
+        out = fns["conv"]()  # the conv as measured: its output's shape gives the multiply-adds
+        seen.append(out.shape)
+        return {"conv": {"median_ms": 2.0}}
+
+    monkeypatch.setattr(bench, "time_interleaved", fixed_time)
+    peak = bench.conv_peak_gmacs("cpu", frames=2)
+    for (cin, cout, side, k), rate, shape in zip(bench._PEAK_SHAPES, peak["shapes"].values(), seen, strict=True):
+        assert tuple(shape) == (2, cout, side, side)
+        assert rate == pytest.approx(2 * cout * side * side * cin * k * k / 2.0 / 1e6)  # per second, in G
