@@ -123,9 +123,18 @@ def test_fused_conv_rejects_what_it_cannot_fuse():
 
 @pytest.mark.parametrize("direction", ["bidirectional", "right"])
 @pytest.mark.parametrize("padding", ["zero", "circulant"])
-@pytest.mark.parametrize("channels", [16, 256])  # groups of 2 (copied) and 32 channels (in place, restored)
+@pytest.mark.parametrize(
+    "channels, fits_cache, in_place",
+    # groups of 2 channels: copied in channels-last; of 32: copied while x fits the cache, else in place
+    [(16, False, False), (256, False, True), (256, True, False)],
+)
 @pytest.mark.parametrize("channels_last", [True, False])
-def test_call_shifted_sees_the_shift_and_leaves_its_input_as_it_was(direction, padding, channels, channels_last):
+def test_call_shifted_sees_the_shift_and_leaves_its_input_as_it_was(
+    direction, padding, channels, fits_cache, in_place, channels_last, monkeypatch
+):
+    import temporalshift.ops.shift as shift_ops
+
+    monkeypatch.setattr(shift_ops, "_RESTORE_MIN_NUMEL", 10**9 if fits_cache else 0)
     shift = TemporalShift(4, 8, direction, padding)
     x = torch.randn(2 * 4, channels, 3, 3)
     if channels_last:
@@ -134,8 +143,9 @@ def test_call_shifted_sees_the_shift_and_leaves_its_input_as_it_was(direction, p
     kept = x.clone()
     seen = []
     with torch.inference_mode():
-        out = shift.call_shifted(kept, lambda s: seen.append(s.clone()) or s.sum())
-    assert torch.equal(seen[0], expected) and torch.equal(kept, x)
+        out = shift.call_shifted(kept, lambda s: seen.append((s.clone(), s.data_ptr())) or s.sum())
+    assert torch.equal(seen[0][0], expected) and torch.equal(kept, x)
+    assert (seen[0][1] == kept.data_ptr()) == (in_place or not channels_last)  # contiguous: always in place
     torch.testing.assert_close(out, expected.sum())
 
 

@@ -194,8 +194,13 @@ def temporal_shift(
 
 # Measured in the fused fast form on 2 CPU threads: MobileNetV2's groups (3-20 channels) are
 # faster copied with x (1.3-1.6x less non-conv time at batch 1 and 8), ResNet-50's (32+) faster
-# shifted in place and restored (1.7x less at batch 8, even at batch 1).
+# shifted in place and restored (1.7x less at batch 8)...
 _NARROW_GROUP = 32
+# ...but only while x is larger than the cache: below this many values (16 MB of float32) the
+# copy, which the conv then reads hot from the cache, costs less than the in-place shift and
+# restore counted with the conv that runs between them (ResNet-50's layer2-4 inputs at batch 1:
+# 0.5-1.1 ms less per block; its 25.7 MB layer1 inputs and everything at batch 8 favour the restore).
+_RESTORE_MIN_NUMEL = 4_000_000
 
 
 def _is_channels_last(x: Tensor) -> bool:
@@ -246,14 +251,14 @@ class TemporalShift(nn.Module):
 
         Shifts ``x`` in place, runs ``fn``, then shifts back and restores the one frame per
         channel group that the shift overwrote. Channels-last groups narrower than
-        ``_NARROW_GROUP`` channels are short strided runs per pixel: there one copy of ``x`` with
-        the groups written shifted moves less time's worth of memory. In training (or while
-        tracing) it is simply ``fn(self(x))``.
+        ``_NARROW_GROUP`` channels are short strided runs per pixel, and an ``x`` that fits in the
+        cache is read faster by ``fn`` from a fresh copy: there one copy of ``x`` with the groups
+        written shifted costs less. In training (or while tracing) it is simply ``fn(self(x))``.
         """
         if not inference_fast_path() or x.shape[1] < self.shift_div:
             return fn(self(x))
         _check(x, self.num_segments, self.shift_div, self.direction, self.padding)
-        if x.shape[1] // self.shift_div < _NARROW_GROUP and _is_channels_last(x):
+        if _is_channels_last(x) and (x.shape[1] // self.shift_div < _NARROW_GROUP or x.numel() < _RESTORE_MIN_NUMEL):
             return fn(_shifted_copy(x, self))
         with _shifted_in_place(x, self):
             return fn(x)
