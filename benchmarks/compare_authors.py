@@ -14,7 +14,7 @@ ours with ``create_model(..., checkpoint=...)`` and times, interleaved on the sa
   largest output difference;
 * their TSM/TSN time ratio next to ours (each with its own shift-free twin);
 * both backbones' multiply-adds per second against this machine's best fp32 convolution rate
-  (:func:`temporalshift.bench.conv_peak_gmacs`): the most any fp32 path could gain over theirs;
+  (:func:`temporalshift.bench.conv_peak_probe`): the most any fp32 path could gain over theirs;
 * a training step (forward, backward, SGD) on two clips, TSM/TSN for both codes;
 * their online MobileNetV2 (``online_demo``, PyTorch) vs our :class:`OnlineRecognizer`, per frame.
 
@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 import temporalshift as ts
-from temporalshift.bench import _peak_conv, _train_fn, conv_peak_gmacs, time_interleaved
+from temporalshift.bench import _train_fn, conv_peak_probe, time_interleaved
 from temporalshift.models.zoo import describe
 from temporalshift.predict import Predictor
 
@@ -108,8 +108,7 @@ def compare_offline(TSN, base: str, name: str, rounds: int, workdir: Path, train
 
         return run
 
-    best = conv_peak_gmacs("cpu", clip.shape[1])["best"]
-    probe, probe_macs = _peak_conv(tuple(best), torch.device("cpu"), clip.shape[1])  # timed in the same rounds
+    _, probe, probe_macs = conv_peak_probe(torch.device("cpu"), clip.shape[1])  # timed in the same rounds
     t = _median_ms({"authors": no_grad(theirs, flat), "authors_tsn": no_grad(theirs_tsn, flat),
                     "ours": inference(ours), "ours_tsn": inference(ours_tsn), "conv_peak": probe}, rounds)  # fmt: skip
     print(f"{name} inference, one clip: authors {t['authors']:.1f} ms, ours {t['ours']:.1f} ms "
@@ -117,7 +116,8 @@ def compare_offline(TSN, base: str, name: str, rounds: int, workdir: Path, train
           f"(outputs up to {reference.abs().max().item():.2f})")  # fmt: skip
     print(f"  TSM/TSN time: authors {t['authors'] / t['authors_tsn']:.3f}, ours {t['ours'] / t['ours_tsn']:.3f}")
     peak = probe_macs / t["conv_peak"] / 1e6
-    rate = {k: describe(name)["flops"] / t[k] / 1e6 for k in ("authors", "ours")}  # backbone multiply-adds/s
+    flops = describe(name)["flops"]  # builds the model and counts: once
+    rate = {k: flops / t[k] / 1e6 for k in ("authors", "ours")}  # backbone multiply-adds/s
     print(f"  backbone rate: authors {rate['authors']:.1f} GMAC/s ({rate['authors'] / peak:.0%} of this machine's "
           f"best fp32 convolution, {peak:.1f}), ours {rate['ours']:.1f} ({rate['ours'] / peak:.0%}): an fp32 path "
           f"can be at most {peak / rate['authors']:.2f}x faster than theirs here")  # fmt: skip

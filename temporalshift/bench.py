@@ -281,19 +281,23 @@ def conv_peak_gmacs(device: str | torch.device = "cpu", frames: int = 8, runs: i
 
     A model's rate against it says how much any fp32 path could still gain: a network at 90% of
     it can be made at most 1.1x faster without lowering the precision. ``best`` is the shape to
-    time beside a model (:func:`run_bench` does, in the same rounds, so that noise cancels).
+    time beside a model (:func:`conv_peak_probe`), in the same rounds, so that noise cancels.
     """
     dev = torch.device(device)
-    rates: dict[str, float] = {}
-    best: tuple[int, int, int, int] = _PEAK_SHAPES[0]
+    rates: dict[tuple[int, int, int, int], float] = {}
     for shape in _PEAK_SHAPES:
         fn, macs = _peak_conv(shape, dev, frames)
-        cin, cout, side, k = shape
-        key = f"{cin}->{cout} {k}x{k} at {side}x{side}"
-        rates[key] = macs / time_interleaved({"conv": fn}, runs, 1, dev)["conv"]["median_ms"] / 1e6
-        if rates[key] == max(rates.values()):
-            best = shape
-    return {"gmacs_per_s": max(rates.values()), "shapes": rates, "best": list(best), "frames": frames}
+        rates[shape] = macs / time_interleaved({"conv": fn}, runs, 1, dev)["conv"]["median_ms"] / 1e6
+    best = max(rates, key=rates.__getitem__)
+    shapes = {f"{cin}->{cout} {k}x{k} at {side}x{side}": rate for (cin, cout, side, k), rate in rates.items()}
+    return {"gmacs_per_s": rates[best], "shapes": shapes, "best": list(best), "frames": frames}
+
+
+def conv_peak_probe(device: torch.device, frames: int) -> tuple[dict[str, Any], Callable[[], Any], int]:
+    """:func:`conv_peak_gmacs`'s report, and its best convolution ready to time beside a model:
+    the call and its multiply-adds."""
+    peak = conv_peak_gmacs(device, frames)
+    return (peak, *_peak_conv(tuple(peak["best"]), device, frames))  # type: ignore[arg-type]
 
 
 def _train_fn(
@@ -349,8 +353,7 @@ def run_bench(
         "params": info["params"], "flops": info["flops"], "runs": runs, "warmup": warmup, "inference": {},
     }  # fmt: skip
     progress("this machine's best fp32 convolution rate (ResNet-50's shapes)")
-    report["conv_peak"] = conv_peak_gmacs(dev, t)
-    probe, probe_macs = _peak_conv(tuple(report["conv_peak"]["best"]), dev, t)  # type: ignore[arg-type]
+    report["conv_peak"], probe, probe_macs = conv_peak_probe(dev, t)
     for batch in batches:
         progress(f"inference, batch {batch}: {', '.join(variants)}")
         clip = torch.randn(batch, t, 3, size, size, device=dev)
