@@ -16,6 +16,7 @@ fast-form model still runs and exports anywhere.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -103,17 +104,23 @@ class FusedConv2d(nn.Conv2d):
             and inference_fast_path()
         )
 
-    def _onednn_args(self, x: Tensor) -> tuple:
-        """The fused operators' arguments after the input: the weight packed for ``x``'s shape."""
-        conv_args = (list(self.padding), list(self.stride), list(self.dilation), self.groups)
+    def _packed_for(self, x: Tensor, pack: Callable[[], Tensor]) -> Tensor:
+        """The weight ``pack()`` builds for ``x``'s shape, kept until the weights change."""
         w = self.weight
         key = (tuple(x.shape), w.data_ptr(), 0 if w.is_inference() else w._version)  # weights changed: repack
         packed = self._packed.get(key)
         if packed is None:
             if len(self._packed) >= _MAX_PACKED_SHAPES:
                 self._packed.clear()
-            packed = torch.ops.mkldnn._reorder_convolution_weight(self.weight, *conv_args, list(x.shape))
-            self._packed[key] = packed
+            packed = self._packed[key] = pack()
+        return packed
+
+    def _onednn_args(self, x: Tensor) -> tuple:
+        """The fused operators' arguments after the input: the weight packed for ``x``'s shape."""
+        conv_args = (list(self.padding), list(self.stride), list(self.dilation), self.groups)
+        packed = self._packed_for(
+            x, lambda: torch.ops.mkldnn._reorder_convolution_weight(self.weight, *conv_args, list(x.shape))
+        )
         return (packed, self.bias, *conv_args)
 
     def forward(self, x: Tensor) -> Tensor:
