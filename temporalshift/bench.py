@@ -277,10 +277,12 @@ def _peak_conv(shape: tuple[int, int, int, int], device: torch.device, frames: i
 
 def conv_peak_gmacs(device: str | torch.device = "cpu", frames: int = 8, runs: int = 9) -> dict[str, Any]:
     """This machine's best fp32 convolution rate, in multiply-adds per second (FLOPs as the zoo
-    counts them), over ResNet-50's shapes on ``frames`` frames.
+    counts them), over ResNet-50's shapes on ``frames`` frames, by oneDNN's direct algorithm.
 
-    A model's rate against it says how much any fp32 path could still gain: a network at 90% of
-    it can be made at most 1.1x faster without lowering the precision. ``best`` is the shape to
+    A model's rate against it says how much a direct-convolution fp32 path could still gain: a
+    network at 90% of it can be made at most 1.1x faster that way. Rates count the direct
+    convolution's multiply-adds; Winograd (the fast form's wide 3x3 convs) does fewer, so a model
+    using it can come closer to, or pass, 100%. ``best`` is the shape to
     time beside a model (:func:`conv_peak_probe`), in the same rounds, so that noise cancels.
     """
     dev = torch.device(device)
