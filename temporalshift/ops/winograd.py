@@ -89,20 +89,19 @@ class WinogradConv2d(FusedConv2d):
 
     def _tiles(self, x: Tensor) -> Tensor:
         """The convolution plus bias before any activation, as ``(N, th, 4, tw, 4, K)`` output
-        tiles (a strided view; th, tw = H / 4, W / 4 rounded up)."""
+        tiles (a strided view; th, tw = H / 4, W / 4 rounded up). Each stage drops the tensor
+        before it, so at most two of them (each about 2.25x the input) are alive at once."""
         n, c, h, w = x.shape
         k = self.out_channels
         th, tw = -(-h // TILE), -(-w // TILE)
         hp, wp, p = TILE * th + 2, TILE * tw + 2, n * th * tw
-        # zero border of 1 (the conv's padding), plus what completes the last tiles
-        padded = F.pad(x.permute(0, 2, 3, 1), (0, 0, 1, wp - w - 1, 1, hp - h - 1))
-        tiles = padded.as_strided(
-            (n, th, tw, TILE + 2, TILE + 2, c),
-            (hp * wp * c, TILE * wp * c, TILE * c, wp * c, c, 1),
-            padded.storage_offset(),
-        ).reshape(p, _POINTS, c)
         input_map, output_map, spread = _transforms()
-        v = torch.matmul(input_map, tiles)  # (p, 36, c)
+        # zero border of 1 (the conv's padding), plus what completes the last tiles
+        t = F.pad(x.permute(0, 2, 3, 1), (0, 0, 1, wp - w - 1, 1, hp - h - 1))
+        t = t.as_strided(
+            (n, th, tw, TILE + 2, TILE + 2, c), (hp * wp * c, TILE * wp * c, TILE * c, wp * c, c, 1), t.storage_offset()
+        ).reshape(p, _POINTS, c)  # overlapping 6x6 input tiles
+        t = torch.matmul(input_map, t)  # (p, 36, c) in the transformed domain
         packed = self._packed_for(
             x,
             lambda: torch.ops.mkldnn._reorder_convolution_weight(
@@ -110,11 +109,11 @@ class WinogradConv2d(FusedConv2d):
             ),
         )
         bias = None if self.bias is None else torch.outer(spread, self.bias).reshape(-1)
-        m = torch.ops.mkldnn._convolution_pointwise(
-            v.view(1, p, 1, _POINTS * c).permute(0, 3, 1, 2), packed, bias, *_GROUPED, "none", [], ""
+        t = torch.ops.mkldnn._convolution_pointwise(
+            t.view(1, p, 1, _POINTS * c).permute(0, 3, 1, 2), packed, bias, *_GROUPED, "none", [], ""
         )  # (1, 36 * k, p, 1), channels-last: memory (p, 36, k)
-        y = torch.matmul(output_map, m.permute(0, 2, 3, 1).reshape(p, _POINTS, k))  # (p, 16, k)
-        return y.view(n, th, tw, TILE, TILE, k).permute(0, 1, 3, 2, 4, 5)
+        t = torch.matmul(output_map, t.permute(0, 2, 3, 1).reshape(p, _POINTS, k))  # (p, 16, k)
+        return t.view(n, th, tw, TILE, TILE, k).permute(0, 1, 3, 2, 4, 5)
 
     def _in_place_of(self, x: Tensor, dest: Tensor) -> tuple[Tensor, Tensor]:
         """(result, where it goes): ``dest`` (N, H, W, K) and the tiles, shaped alike."""
