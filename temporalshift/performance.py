@@ -3,7 +3,8 @@
 :func:`optimize_for_inference` folds every BatchNorm into the convolution before it (a BN in
 eval mode is an affine map), fuses MobileOne's branches, has each convolution apply its activation
 and a residual block's last convolution add the identity as it writes its output (oneDNN post-ops,
-:mod:`temporalshift.ops.fused`), switches to channels-last memory where that helps oneDNN/cuDNN,
+:mod:`temporalshift.ops.fused`), runs wide 3x3 convolutions by Winograd on the CPU
+(:mod:`temporalshift.ops.winograd`), switches to channels-last memory where that helps oneDNN/cuDNN,
 and leaves a model whose outputs match the original to 1e-4. A fast-form block writes its output
 over its input, so the model's intermediate tensors are not kept.
 :func:`tune_cpu_allocator` stops glibc from handing activation memory back to the kernel after
@@ -104,7 +105,7 @@ def to_channels_last(model: nn.Module) -> nn.Module:
 @torch.no_grad()
 def optimize_for_inference(model: nn.Module, channels_last: bool = True) -> nn.Module:
     """A copy of ``model`` for inference only: BN folded, branches fused, activations and residual
-    adds fused into the convolutions, channels-last.
+    adds fused into the convolutions, wide 3x3 convolutions by Winograd, channels-last.
 
     Same ``(N, T, 3, H, W)`` input and the same outputs (to 1e-4). The original is untouched.
 

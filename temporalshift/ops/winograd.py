@@ -9,10 +9,11 @@ tile position) on weights transformed and packed once per input shape.
 
 PyTorch's CPU convolutions (oneDNN, direct algorithm) do not offer Winograd, and the NNPACK inside
 PyTorch's wheels fails on the AVX-512 machine this was built on, hence this module. On ResNet's
-3x3 convolutions with 128 or more channels it is 1.2-1.7x faster per convolution (and TSM-R50 about
-5% faster end to end, TSM-R101 10%); at 64 channels and 56x56 the transforms cost more than they
-save, so :func:`temporalshift.optimize_for_inference` uses it from :data:`MIN_CHANNELS` channels.
-In fp32 its outputs differ from the direct convolution's by about 1e-5 of their scale.
+3x3 convolutions with 128 to 512 channels it is 1.3-1.5x faster per convolution on 8 frames, and
+the fast form of TSM-R50 is 4% faster end to end at batch 1, 8% at batch 8, TSM-R101 8%
+(``benchmarks/winograd.py``, 2 CPU cores); at 64 channels and 56x56 the transforms cost more than
+they save, so :func:`temporalshift.optimize_for_inference` uses it from :data:`MIN_CHANNELS`
+channels. In fp32 its outputs differ from the direct convolution's by about 1e-5 of their scale.
 """
 
 from __future__ import annotations
