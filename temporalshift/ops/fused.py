@@ -104,10 +104,11 @@ class FusedConv2d(nn.Conv2d):
             and inference_fast_path()
         )
 
-    def _packed_for(self, x: Tensor, pack: Callable[[], Tensor]) -> Tensor:
-        """The weight ``pack()`` builds for ``x``'s shape, kept until the weights change."""
+    def _packed_for(self, x: Tensor, pack: Callable[[], Tensor], kind: str = "direct") -> Tensor:
+        """The weight ``pack()`` builds for ``x``'s shape (and this ``kind`` of convolution), kept
+        until the weights change."""
         w = self.weight
-        key = (tuple(x.shape), w.data_ptr(), 0 if w.is_inference() else w._version)  # weights changed: repack
+        key = (kind, tuple(x.shape), w.data_ptr(), 0 if w.is_inference() else w._version)  # changed: repack
         packed = self._packed.get(key)
         if packed is None:
             if len(self._packed) >= _MAX_PACKED_SHAPES:

@@ -108,6 +108,7 @@ class WinogradConv2d(FusedConv2d):
             lambda: torch.ops.mkldnn._reorder_convolution_weight(
                 winograd_weight(self.weight), *_GROUPED, [1, _POINTS * c, p, 1]
             ),
+            kind="winograd",
         )
         bias = None if self.bias is None else torch.outer(spread, self.bias).reshape(-1)
         t = torch.ops.mkldnn._convolution_pointwise(
@@ -128,7 +129,8 @@ class WinogradConv2d(FusedConv2d):
     def forward(self, x: Tensor) -> Tensor:
         if self._use_winograd(x):
             try:
-                out = torch.empty(x.shape[0], self.out_channels, *x.shape[2:], memory_format=torch.channels_last)
+                shape = (x.shape[0], self.out_channels, *x.shape[2:])
+                out = torch.empty(shape, dtype=x.dtype, device=x.device, memory_format=torch.channels_last)
                 y, dest = self._in_place_of(x, out.permute(0, 2, 3, 1))
             except (RuntimeError, TypeError) as err:
                 _failed(err)
