@@ -16,18 +16,10 @@ import torch
 
 import temporalshift as ts
 import temporalshift.ops.winograd as winograd
-from temporalshift.bench import paired_ratio, time_interleaved
+from temporalshift.bench import _inference_fn, paired_ratio, time_interleaved
 from temporalshift.ops.fused import FusedConv2d
 
 SHAPES = [(64, 56), (128, 28), (256, 14), (512, 7)]  # (channels, side) of ResNet-50's stride-1 3x3s
-
-
-def _inference(fn, x):
-    def run():
-        with torch.inference_mode():
-            return fn(x)
-
-    return run
 
 
 def per_shape(frames: int, rounds: int) -> None:
@@ -38,7 +30,7 @@ def per_shape(frames: int, rounds: int) -> None:
         direct = FusedConv2d(conv, "relu").to(memory_format=torch.channels_last)
         wino = winograd.WinogradConv2d(conv, "relu").to(memory_format=torch.channels_last)
         x = torch.randn(frames, channels, side, side).contiguous(memory_format=torch.channels_last)
-        t = time_interleaved({"direct": _inference(direct, x), "wino": _inference(wino, x)}, rounds, 2, cpu)
+        t = time_interleaved({"direct": _inference_fn(direct, x), "wino": _inference_fn(wino, x)}, rounds, 2, cpu)
         print(f"  {channels:3d} channels at {side}x{side}:        {t['direct']['median_ms']:7.2f}  "
               f"{t['wino']['median_ms']:11.2f}  {paired_ratio(t, 'wino', 'direct'):15.3f}")  # fmt: skip
 
@@ -56,9 +48,8 @@ def whole_model(name: str, batch: int, rounds: int) -> None:
     with torch.inference_mode():
         plain = model(clip)
         diffs = {k: (m(clip) - plain).abs().max().item() for k, m in (("direct", without), ("wino", with_winograd))}
-    t = time_interleaved(
-        {"direct": _inference(without, clip), "wino": _inference(with_winograd, clip)}, rounds, 2, torch.device("cpu")
-    )
+    fns = {"direct": _inference_fn(without, clip), "wino": _inference_fn(with_winograd, clip)}
+    t = time_interleaved(fns, rounds, 2, torch.device("cpu"))
     print(f"{name}, batch {batch}, fast form ({count} convs by Winograd): direct {t['direct']['median_ms']:.1f} ms, "
           f"Winograd {t['wino']['median_ms']:.1f} ms, Winograd/direct {paired_ratio(t, 'wino', 'direct'):.3f}; "
           f"largest difference from the plain model: direct {diffs['direct']:.1e}, Winograd {diffs['wino']:.1e} "
