@@ -60,7 +60,7 @@ class CachedShift(nn.Module):
         fold = x.shape[1] // self.shift_div
         self.channels = x.shape[1]
         past = self.cache_in if self.cache_in is not None else self.cache
-        if past is None or past.shape[0] != x.shape[0]:
+        if past is None or past.shape != x[:, :fold].shape:  # a new stream (or frame size): an empty past
             past = torch.zeros_like(x[:, :fold])
         if inference_fast_path():  # keep x's memory format (cat would turn channels-last into NCHW)
             out = torch.empty_like(x)
@@ -131,6 +131,7 @@ class OnlineRecognizer:
         self.spec = getattr(model, "spec", None)
         self.session = None
         self.engine = engine
+        self._frames_shape: tuple[int, ...] | None = None  # (streams, 3, H, W) of the torch engine's last step
         if engine == "onnxruntime":
             self._start_onnxruntime(model, spin)
 
@@ -152,10 +153,13 @@ class OnlineRecognizer:
 
     def reset(self) -> None:
         """Forget the past (a new stream)."""
-        for c in self.caches:
-            c.cache = None
+        self._forget_caches()
         self._state = None
         self.recent.clear()
+
+    def _forget_caches(self) -> None:
+        for c in self.caches:
+            c.cache = None
 
     @torch.inference_mode()
     def step(self, frame: Tensor) -> Tensor:
@@ -166,6 +170,9 @@ class OnlineRecognizer:
         if self.session is not None:
             logits = self._step_onnxruntime(x)
         else:
+            if tuple(x.shape) != self._frames_shape:  # other streams or another frame size: a new past,
+                self._forget_caches()  # as the onnxruntime engine does
+                self._frames_shape = tuple(x.shape)
             if getattr(self.model, "channels_last", False):  # as Recognizer.forward does for clips
                 x = x.contiguous(memory_format=torch.channels_last)
             logits = self.model.head(self.model.backbone(x), x.shape[0])

@@ -123,8 +123,18 @@ def test_onnxruntime_engine_follows_a_change_of_frame_size():
     model = ts.create_model("tsm_mobilenetv2_online_1x1x8_k400", num_classes=10, input_size=64).eval()
     a, b = OnlineRecognizer(model, engine="torch"), OnlineRecognizer(model, engine="onnxruntime", spin=False)
     for size in (64, 64, 96, 96, 64):  # a new size is a new stream: both start from an empty past
-        if size != getattr(b, "_frame_size", (size, size))[0]:
-            a.reset()
         frame = torch.randn(2, 3, size, size)
         torch.testing.assert_close(b.step(frame), a.step(frame), atol=1e-4, rtol=1e-4)
     assert b._frame_size == (64, 64)
+
+
+def test_torch_engine_starts_a_new_past_for_another_frame_size():
+    torch.manual_seed(0)
+    model = ts.create_model("tsm_mobilenetv2_online_1x1x8_k400", num_classes=10, input_size=64).eval()
+    rec, fresh = OnlineRecognizer(model, engine="torch"), OnlineRecognizer(model, engine="torch")
+    small, large = torch.randn(2, 3, 64, 64), torch.randn(2, 3, 96, 96)
+    rec.step(small)
+    rec.step(large)  # no longer a crash on the 64x64 caches
+    first = fresh.step(small)
+    torch.testing.assert_close(rec.step(small), first, atol=0, rtol=1e-6)  # back to 64x64: an empty past
+    assert not torch.allclose(rec.step(small), first, rtol=1e-3, atol=0)  # the same frame again: now it has a past
