@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from temporalshift.atomic import atomic_path
 from temporalshift.models.zoo import ModelSpec, get_spec, spec_overrides
 
 METADATA_KEY = "temporalshift"
@@ -55,23 +56,21 @@ def export_onnx(
         raise ValueError("ONNX export needs `pip install temporalshift[export]` (onnx, onnxruntime)") from None
     model = model.eval()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     example = _example(model)
     axes = {"clip": {0: "batch"}, "logits": {0: "batch"}} if dynamic_batch else None
-    tmp = path.with_name(f".{path.name}.part")
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore", torch.jit.TracerWarning)  # shape checks become constants: expected
-        warnings.simplefilter("ignore", DeprecationWarning)  # the TorchScript-based exporter, chosen on purpose
-        # The TorchScript-based exporter writes one self-contained file and handles the slicing of
-        # the shift; the dynamo exporter would also need onnxscript.
-        torch.onnx.export(model, (example,), str(tmp), input_names=["clip"], output_names=["logits"],
-                          opset_version=opset, dynamic_axes=axes, dynamo=False)  # fmt: skip
-    proto = onnx.load(str(tmp))
-    meta = proto.metadata_props.add()
-    meta.key = METADATA_KEY
-    meta.value = json.dumps({"model_name": getattr(model, "name", None), "overrides": spec_overrides(model)})
-    onnx.save(proto, str(tmp))
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)  # shape checks become constants: expected
+            warnings.simplefilter("ignore", DeprecationWarning)  # the TorchScript-based exporter, chosen on purpose
+            # The TorchScript-based exporter writes one self-contained file and handles the slicing of
+            # the shift; the dynamo exporter would also need onnxscript.
+            torch.onnx.export(model, (example,), str(tmp), input_names=["clip"], output_names=["logits"],
+                              opset_version=opset, dynamic_axes=axes, dynamo=False)  # fmt: skip
+        proto = onnx.load(str(tmp))
+        meta = proto.metadata_props.add()
+        meta.key = METADATA_KEY
+        meta.value = json.dumps({"model_name": getattr(model, "name", None), "overrides": spec_overrides(model)})
+        onnx.save(proto, str(tmp))
     diff = None
     if check:
         session, _ = load_onnx(path)
@@ -123,7 +122,6 @@ def export_torchscript(
     """Trace ``model`` to TorchScript (batch size stays free) and compare it with PyTorch."""
     model = model.eval()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     with torch.no_grad(), warnings.catch_warnings():
         # torch 2.14 marks TorchScript deprecated; it is still what many C++/mobile runtimes load.
         warnings.simplefilter("ignore", FutureWarning)
@@ -131,11 +129,9 @@ def export_torchscript(
         traced = torch.jit.trace(model, (_example(model),), check_trace=False)
     extra = {"temporalshift.json": json.dumps({"model_name": getattr(model, "name", None),
                                                "overrides": spec_overrides(model)})}  # fmt: skip
-    tmp = path.with_name(f".{path.name}.part")
-    with warnings.catch_warnings():
+    with atomic_path(path) as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
         torch.jit.save(traced, str(tmp), _extra_files=extra)
-    os.replace(tmp, path)
     diff = None
     if check:
         with warnings.catch_warnings():

@@ -240,6 +240,7 @@ def export_online_onnx(
     checked over a few frames against :class:`OnlineRecognizer`. Returns the largest difference seen."""
     import numpy as np
 
+    from temporalshift.atomic import atomic_path
     from temporalshift.export import ExportReport, ort_session
 
     spec = model.spec
@@ -253,8 +254,9 @@ def export_online_onnx(
         warnings.simplefilter("ignore", DeprecationWarning)
         outputs = ["logits", *[n + "_out" for n in names]]
         axes = {n: {0: "streams"} for n in ["frame", *names, *outputs]}  # any number of streams at once
-        torch.onnx.export(step, (frame, *state), str(path), input_names=["frame", *names], output_names=outputs,
-                          opset_version=17, dynamic_axes=axes, dynamo=False)  # fmt: skip
+        with atomic_path(path) as tmp:  # the folder made if needed; no half-written file on a failure
+            torch.onnx.export(step, (frame, *state), str(tmp), input_names=["frame", *names], output_names=outputs,
+                              opset_version=17, dynamic_axes=axes, dynamo=False)  # fmt: skip
     diff = None
     if check:
         session = ort_session(path)

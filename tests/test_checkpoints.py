@@ -413,3 +413,52 @@ def test_imagenet_initialisation_from_torchvision_weights(tmp_path):
     model = ts.create_model("tsm_r50_1x1x8_k400", backbone="resnet18", num_classes=5, pretrained=path)
     _assert_backbone_equals(model, {k: v for k, v in tv.state_dict().items() if not k.startswith("fc.")})
     assert model.head.fc.weight.shape == (5, 512)
+
+
+def test_damaged_files_get_one_line_saying_so(tmp_path, capsys):
+    good = tmp_path / "good.pt"
+    torch.save({"w": torch.ones(2)}, good)
+    files = {
+        "text.pt": b"hello, this is not a checkpoint\n",
+        "empty.pt": b"",
+        "random.pth": bytes(range(256)) * 8,
+        "truncated.pt": good.read_bytes()[:200],
+        "empty.safetensors": b"",
+        "text.safetensors": b"hello, this is not a checkpoint\n",
+        "text.pdparams": b"hello, this is not a checkpoint\n",
+    }
+    for name, data in files.items():
+        path = tmp_path / name
+        path.write_bytes(data)
+        with pytest.raises(ValueError, match=f"{name} is (empty|not a readable)") as info:
+            ts.load_checkpoint(path)
+        assert "refusing" not in str(info.value) and "\n" not in str(info.value)
+        assert main(["convert", str(path), str(tmp_path / "out.pt")]) == 1
+        err = capsys.readouterr().err
+        assert err.startswith("tsm convert: error: ") and err.count("\n") == 1, err
+    assert not (tmp_path / "out.pt").exists()
+
+
+def test_a_safetensors_file_named_pt_still_loads(tmp_path):
+    model = ts.create_model("tsm_mobilenetv2_1x1x8_k400", num_classes=5, input_size=32)
+    src = tmp_path / "model.pt"
+    torch.save({"state_dict": model.state_dict()}, src)
+    assert main(["convert", str(src), str(tmp_path / "odd.pt"), "--format", "safetensors"]) == 0
+    assert (tmp_path / "odd.pt").read_bytes()[8:9] == b"{"  # safetensors content under a .pt name
+    fresh = ts.create_model("tsm_mobilenetv2_1x1x8_k400", num_classes=5, input_size=32)
+    loaded = ts.load_checkpoint(tmp_path / "odd.pt", model=fresh)
+    assert torch.equal(loaded.head.fc.weight, model.head.fc.weight)
+
+
+def test_convert_refuses_to_overwrite_its_source_and_leaves_no_temp_file(tmp_path, capsys):
+    model = ts.create_model("tsm_mobilenetv2_1x1x8_k400", num_classes=5, input_size=32)
+    src = tmp_path / "run.pt"
+    torch.save({"state_dict": model.state_dict(), "epoch": 3}, src)
+    before = src.read_bytes()
+    assert main(["convert", str(src), str(src)]) == 1
+    assert "is the file being converted" in capsys.readouterr().err and src.read_bytes() == before
+    (tmp_path / "taken").mkdir()
+    assert main(["convert", str(src), str(tmp_path / "taken")]) == 1
+    assert "is a folder" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run.pt", "taken"]  # no .part left behind
+    assert main(["convert", str(src), str(tmp_path / "new" / "dir" / "ours.safetensors")]) == 0

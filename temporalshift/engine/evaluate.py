@@ -15,6 +15,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from temporalshift.atomic import atomic_path
 from temporalshift.data.datasets import VideoDataset
 from temporalshift.engine.distributed import DistInfo, all_gather_objects
 
@@ -174,15 +175,14 @@ def dump_results(
         "skipped_videos": result.skipped,
         "videos": videos,
     }
-    tmp = path.with_name(f".{path.name}.part")
-    if path.suffix == ".pkl":
-        with open(tmp, "wb") as f:
-            pickle.dump(payload, f)
-    elif path.suffix == ".json":
-        tmp.write_text(json.dumps(payload))
-    else:
+    if path.suffix not in (".pkl", ".json"):
         raise ValueError(f"--dump must end in .json or .pkl, got {path.name}")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:  # the folder is made if needed: the evaluation is never lost to it
+        if path.suffix == ".pkl":
+            with open(tmp, "wb") as f:
+                pickle.dump(payload, f)
+        else:
+            tmp.write_text(json.dumps(payload))
     return path
 
 
@@ -200,6 +200,12 @@ def run_test(
     from temporalshift.engine.distributed import cleanup, init_distributed
     from temporalshift.models.zoo import create_model
 
+    if dump is not None:  # a bad --dump is refused before the evaluation, not after it
+        if Path(dump).suffix not in (".pkl", ".json"):
+            raise ValueError(f"--dump must end in .json or .pkl, got {Path(dump).name}")
+        if Path(dump).is_dir():
+            raise ValueError(f"--dump {dump} is a folder; name a .json or .pkl file")
+        Path(dump).parent.mkdir(parents=True, exist_ok=True)
     info = init_distributed(cfg.runtime.device)
     try:
         cfg = ensure_builtin_data(cfg)

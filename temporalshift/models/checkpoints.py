@@ -12,6 +12,7 @@ import io
 import json
 import os
 import pickle
+import pickletools
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,10 @@ from torch import Tensor, nn
 # Top-level keys under which the ecosystems nest their weights.
 _NESTED_KEYS: tuple[str, ...] = ("state_dict", "model", "model_state_dict", "module")
 FORMAT = "temporalshift/1"
+
+
+class _Refused(pickle.UnpicklingError):
+    """A global the pickle would call is not on the list: the file is refused, not damaged."""
 
 
 class _NumpyOnlyUnpickler(pickle.Unpickler):
@@ -45,13 +50,13 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
             or (module.startswith("numpy.dtypes") and name.endswith("DType"))
         ):
             return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"refusing to unpickle {module}.{name}: only numpy arrays are allowed")
+        raise _Refused(f"refusing to unpickle {module}.{name}: only numpy arrays are allowed")
 
 
 def _read_pdparams(path: Path) -> dict[str, Any]:
     try:
         obj = _NumpyOnlyUnpickler(io.BytesIO(path.read_bytes())).load()
-    except pickle.UnpicklingError as exc:
+    except _Refused as exc:
         raise ValueError(f"refusing to load {path}: {exc}") from None
     except Exception as exc:  # noqa: BLE001 - any other failure: not a readable pdparams file
         raise ValueError(f"{path} is not a readable PaddlePaddle .pdparams file ({exc})") from None
@@ -68,13 +73,42 @@ def _read_safetensors(path: Path) -> dict[str, Any]:
         from safetensors import safe_open
     except ImportError:
         raise ValueError("reading .safetensors needs `pip install safetensors`") from None
-    with safe_open(str(path), framework="pt") as f:
-        meta = f.metadata() or {}
-        weights = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - safe_open is not a dict
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            weights = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - safe_open is not a dict
+    except OSError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - safetensors' own error type: the file is damaged
+        raise ValueError(f"{path} is not a readable .safetensors file ({_first_line(exc)})") from None
     out: dict[str, Any] = {"model": weights}
     if meta.get("format") == FORMAT:
         out.update(format=FORMAT, model_name=meta.get("model_name"), overrides=json.loads(meta.get("overrides", "{}")))
     return out
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:160] if text else type(exc).__name__
+
+
+def _is_pickle(path: Path) -> bool:
+    """Whether the file parses as a pickle (opcodes only, nothing is run): a pickle the weights-only
+    reader refused is a refusal, anything else a damaged file."""
+    try:
+        with path.open("rb") as f:
+            for _ in pickletools.genops(f):
+                pass
+    except Exception:  # noqa: BLE001 - any parse failure: not a pickle
+        return False
+    return True
+
+
+def _looks_like_safetensors(path: Path) -> bool:
+    """A safetensors file starts with its JSON header's length (8 bytes, little-endian) and the header."""
+    with path.open("rb") as f:
+        head = f.read(9)
+    return len(head) == 9 and head[8:9] == b"{" and 2 <= int.from_bytes(head[:8], "little") <= path.stat().st_size
 
 
 def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -84,18 +118,25 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise FileNotFoundError(f"checkpoint not found: {path}")
     if path.suffix == ".pdparams":
         return _read_pdparams(path)
-    if path.suffix == ".safetensors":
+    if path.suffix == ".safetensors" or _looks_like_safetensors(path):  # e.g. `convert --format safetensors x.pt`
         return _read_safetensors(path)
+    if path.stat().st_size == 0:
+        raise ValueError(f"{path} is empty, not a checkpoint")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if "Unsupported global" not in str(exc) and not _is_pickle(path):
+            raise ValueError(f"{path} is not a readable PyTorch checkpoint (damaged, or another format)") from None
+        lines = [line.strip() for line in str(exc).splitlines()]
+        lines = [line for line in lines if line.startswith(("Unsupported", "WeightsUnpickler error: Unsupported"))]
+        reason = lines[-1].removeprefix("WeightsUnpickler error: ").split(" was not")[0] if lines else _first_line(exc)
         raise ValueError(
             f"refusing to load {path}: it needs more than tensors to unpickle, and untrusted "
-            f"pickles are never executed ({first})"
+            f"pickles are never executed ({reason})"
         ) from None
-    except (RuntimeError, EOFError, ValueError) as exc:
-        raise ValueError(f"{path} is not a readable PyTorch checkpoint ({str(exc).splitlines()[0]})") from None
+    except (RuntimeError, EOFError, ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
+        # what torch.load raises on text, truncated or random bytes
+        raise ValueError(f"{path} is not a readable PyTorch checkpoint ({_first_line(exc)})") from None
     if not isinstance(obj, Mapping):
         raise ValueError(f"{path} holds a {type(obj).__name__}, not a dict of weights")
     return dict(obj)

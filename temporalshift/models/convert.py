@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 
+from temporalshift.atomic import atomic_path
 from temporalshift.models import hub
 from temporalshift.models.checkpoints import FORMAT
 from temporalshift.models.loading import Recognised, load_into, recognise
@@ -25,18 +26,18 @@ def convert_checkpoint(
     model = create_model(found.model_name, **found.overrides)
     load_into(model, found.path)  # proves the conversion is complete before anything is written
     dst = Path(dst)
+    if dst.exists() and Path(src).exists() and os.path.samefile(src, dst):
+        raise ValueError(f"{dst} is the file being converted; write the converted copy to another file")
     fmt = fmt or ("safetensors" if dst.suffix == ".safetensors" else "torch")
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(f".{dst.name}.part")
     state = {k: v.contiguous() for k, v in model.state_dict().items()}
-    if fmt == "safetensors":
-        from safetensors.torch import save_file
+    with atomic_path(dst) as tmp:
+        if fmt == "safetensors":
+            from safetensors.torch import save_file
 
-        meta = {"format": FORMAT, "model_name": found.model_name, "overrides": json.dumps(found.overrides),
-                "source_layout": found.layout}  # fmt: skip
-        save_file(state, str(tmp), metadata=meta)
-    else:
-        torch.save({"format": FORMAT, "model_name": found.model_name, "overrides": found.overrides,
-                    "source_layout": found.layout, "model": state}, tmp)  # fmt: skip
-    os.replace(tmp, dst)
+            meta = {"format": FORMAT, "model_name": found.model_name, "overrides": json.dumps(found.overrides),
+                    "source_layout": found.layout}  # fmt: skip
+            save_file(state, str(tmp), metadata=meta)
+        else:
+            torch.save({"format": FORMAT, "model_name": found.model_name, "overrides": found.overrides,
+                        "source_layout": found.layout, "model": state}, tmp)  # fmt: skip
     return found, dst

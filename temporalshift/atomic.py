@@ -1,0 +1,30 @@
+"""Writing a file so that it is either all there or not there: never half of one, never a stray temp."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """A temporary name beside ``path`` to write to, renamed onto ``path`` when the block ends
+    without an error and removed when it fails (an interrupted export or a full disk leaves the old
+    file, if any, and nothing else). ``path``'s folder is made if needed.
+
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as d, atomic_path(Path(d) / "new" / "a.txt") as tmp:
+    ...     _ = tmp.write_text("done")
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a folder; name a file to write")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
