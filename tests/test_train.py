@@ -85,7 +85,7 @@ def test_fine_tuning_with_a_new_number_of_classes(tiny_recipe, tmp_path, capsys)
     assert model.head.fc.weight.shape == (8, 64) and torch.count_nonzero(model.head.fc.bias) == 0
     ft = tmp_path / "ft2"
     assert main(["train", str(tiny_recipe(ft, epochs=1)), "--load-from", str(work / "epoch_001.pt")]) == 0
-    assert main(["train", str(tiny_recipe(ft, epochs=1)), "--set", "model.num_classes=3"]) == 1
+    assert main(["train", str(tiny_recipe(tmp_path / "ft3", epochs=1)), "--set", "model.num_classes=3"]) == 1
     assert "labels up to 7, but the model has 3 classes" in capsys.readouterr().err
 
 
@@ -107,3 +107,57 @@ def test_auto_scale_lr_scales_with_the_total_batch(tiny_recipe, tmp_path, capsys
     recipe = tiny_recipe(tmp_path / "s", epochs=1)  # lr 0.05 for a batch of 8
     assert main(["train", str(recipe), "--auto-scale-lr", "--set", "data.batch_size=4"]) == 0
     assert "total batch 4, lr 0.025," in capsys.readouterr().out
+
+
+def test_a_used_work_dir_is_refused_and_resume_skips_a_damaged_last_checkpoint(tiny_recipe, tmp_path, capsys):
+    work = tmp_path / "run"
+    recipe = tiny_recipe(work, epochs=2)
+    assert main(["train", str(recipe)]) == 0
+    before = {p.name: p.read_bytes() for p in work.glob("*.pt")}
+    capsys.readouterr()
+    assert main(["train", str(recipe)]) == 1  # no --resume: the earlier run's checkpoints are not overwritten
+    err = capsys.readouterr().err
+    assert "already holds a run (epoch_002.pt)" in err and f"--resume {work}" in err
+    assert {p.name: p.read_bytes() for p in work.glob("*.pt")} == before
+    (work / "epoch_002.pt").write_bytes(before["epoch_002.pt"][:300])  # the last one damaged
+    assert main(["train", str(tiny_recipe(work, epochs=3)), "--resume", str(work)]) == 0
+    out, err = capsys.readouterr()
+    assert "epoch_002.pt cannot be read" in err and "trying the one before" in err
+    assert (work / "epoch_003.pt").is_file()  # resumed from epoch 1's checkpoint and ran epochs 2 and 3
+
+
+def test_resuming_with_another_model_says_what_does_not_fit(tiny_recipe, tmp_path, capsys):
+    work = tmp_path / "run"
+    assert main(["train", str(tiny_recipe(work, epochs=1))]) == 0
+    capsys.readouterr()
+    code = main(["train", str(tiny_recipe(work, epochs=2)), "--resume", str(work), "--set", "model.num_classes=10"])
+    err = capsys.readouterr().err
+    assert code == 1 and "(resumed) does not fit the model: wrong shape for 2 keys" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    "sets, message",
+    [
+        (["schedule.epochs=0"], "schedule.epochs must be at least 1"),
+        (["optim.lr=nan"], "optim.lr must be a positive number"),
+        (["schedule.policy=foo"], "schedule.policy must be 'step' or 'cosine'"),
+        (["data.scales=[]"], "data.scales must be a non-empty list"),
+        (["data.scales=[1,"], "is not a valid value"),
+        (["model.overrides.shift_div=abc"], "'shift_div': 'abc'} do not fit"),
+    ],
+)
+def test_bad_settings_get_one_line_before_anything_is_written(tiny_recipe, tmp_path, capsys, sets, message):
+    work = tmp_path / "never"
+    assert main(["train", str(tiny_recipe(work, epochs=1)), "--set", *sets]) == 1
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1, err
+    assert not list(work.glob("*.pt"))
+
+
+def test_a_broken_recipe_file_is_one_line(tmp_path, capsys):
+    recipe = tmp_path / "broken.yaml"
+    recipe.write_text("model: [unclosed\n")
+    assert main(["train", str(recipe)]) == 1
+    err = capsys.readouterr().err
+    assert "broken.yaml is not valid YAML" in err and "line 2" in err and len(err.strip().splitlines()) == 1

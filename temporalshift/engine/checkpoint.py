@@ -59,8 +59,14 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 def load_training_state(path: str | os.PathLike[str]) -> dict[str, Any]:
     """A checkpoint written by :func:`save_atomic` (refuses anything that is not plain data)."""
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if state.get("format") != FORMAT:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - truncated or damaged: torch raises many types
+        text = str(exc).strip()
+        raise ValueError(
+            f"{path} cannot be read ({text.splitlines()[0][:120] if text else type(exc).__name__})"
+        ) from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise ValueError(f"{path} is not a temporalshift training checkpoint")
     return state
 

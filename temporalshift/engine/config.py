@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import os
 import types
 import typing
@@ -188,8 +189,33 @@ def _build(cls: type, data: dict[str, Any], where: str) -> Any:
 
 
 def config_from_dict(data: dict[str, Any]) -> Config:
-    """Build a :class:`Config` from nested dicts, checking every key and type."""
-    return _build(Config, data, "")
+    """Build a :class:`Config` from nested dicts, checking every key, type and range."""
+    cfg = _build(Config, data, "")
+    _check_ranges(cfg)
+    return cfg
+
+
+def _check_ranges(cfg: Config) -> None:
+    """Values that would only fail (or do nothing) deep inside a run: refused before it starts."""
+    at_least_one = {
+        "schedule.epochs": cfg.schedule.epochs,
+        "data.batch_size": cfg.data.batch_size,
+        "optim.accumulate": cfg.optim.accumulate,
+        "runtime.val_every": cfg.runtime.val_every,
+        "runtime.log_every": cfg.runtime.log_every,
+        "data.input_size": cfg.data.input_size,
+    }
+    for key, value in at_least_one.items():
+        if value < 1:
+            raise ValueError(f"{key} must be at least 1, got {value}")
+    if not math.isfinite(cfg.optim.lr) or cfg.optim.lr <= 0:
+        raise ValueError(f"optim.lr must be a positive number, got {cfg.optim.lr}")
+    if cfg.schedule.policy not in ("step", "cosine"):
+        raise ValueError(f"schedule.policy must be 'step' or 'cosine', got {cfg.schedule.policy!r}")
+    if not cfg.data.scales or any(not 0 < s <= 1 for s in cfg.data.scales):
+        raise ValueError(f"data.scales must be a non-empty list of crop fractions in (0, 1], got {cfg.data.scales}")
+    if cfg.data.workers < 0:
+        raise ValueError(f"data.workers must be 0 or more, got {cfg.data.workers}")
 
 
 def resolve_config_path(name_or_path: str | os.PathLike[str]) -> Path:
@@ -214,10 +240,20 @@ def load_config(name_or_path: str | os.PathLike[str], overrides: list[str] | Non
     (0.005, 4, 'tsm_r50_1x1x8_k400')
     """
     path = resolve_config_path(name_or_path)
-    data = yaml.safe_load(path.read_text()) or {}
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{path} is not valid YAML ({_yaml_problem(exc)})") from None
     if not isinstance(data, dict):
         raise ValueError(f"{path}: a config is a mapping of sections, got {type(data).__name__}")
     return apply_overrides(config_from_dict(data), overrides or [])
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """PyYAML's several-line message as one line: what is wrong, and where."""
+    problem = getattr(exc, "problem", None) or str(exc).strip().splitlines()[0]
+    mark = getattr(exc, "problem_mark", None)
+    return f"{problem} at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else problem
 
 
 def apply_overrides(cfg: Config, overrides: list[str]) -> Config:
@@ -238,7 +274,10 @@ def apply_overrides(cfg: Config, overrides: list[str]) -> Config:
             raise ValueError(f"cannot set {key!r}: {'.'.join(parts[:-1])} is not a section")
         if parts[-1] not in node and not (len(parts) >= 3 and parts[-2] == "overrides"):
             raise ValueError(f"unknown config key {key!r}{_suggest(parts[-1], list(node))}")
-        node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else None  # typed again by config_from_dict
+        try:
+            node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else None  # typed again by config_from_dict
+        except yaml.YAMLError as exc:
+            raise ValueError(f"override {item!r}: {raw!r} is not a valid value ({_yaml_problem(exc)})") from None
     return config_from_dict(data)
 
 

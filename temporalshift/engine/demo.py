@@ -9,6 +9,7 @@ best); TSM exchanges channels between neighbouring frames and can.
 from __future__ import annotations
 
 import contextlib
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -40,6 +41,7 @@ def run_demo(
              f"runtime.progress={progress}"],
         )  # fmt: skip
         print(f"\n== {name.upper()}: {'shift 1/' + str(shift_div) if shift_div else 'no shift'} ==", flush=True)
+        _replace_earlier_run(Path(out_dir) / name)
         run = train(cfg)
         checkpoint = run.best_checkpoint or run.last_checkpoint
         test = run_test(cfg, checkpoint)
@@ -58,6 +60,16 @@ def run_demo(
     results["wall_seconds"] = round(time.time() - start, 1)
     results["dataset"] = {"name": "moving_digits", "classes": 8, "videos_per_class": base.data.digits_per_class}
     return results
+
+
+def _replace_earlier_run(work_dir: Path) -> None:
+    """A demo starts afresh: an earlier demo run in its folder goes (``tsm train`` refuses a used
+    folder instead), but a folder that holds anything else is left alone."""
+    if not work_dir.is_dir() or not any(work_dir.iterdir()):
+        return
+    if not (work_dir / "config.yaml").is_file():
+        raise ValueError(f"{work_dir} holds files that are not a demo run; give the demo another --out")
+    shutil.rmtree(work_dir)
 
 
 def format_table(results: dict[str, Any]) -> str:

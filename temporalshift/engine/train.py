@@ -12,6 +12,7 @@ restored, so a resumed run repeats exactly the epochs an uninterrupted run would
 from __future__ import annotations
 
 import math
+import sys
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -40,7 +41,7 @@ from temporalshift.engine.distributed import DistInfo, barrier, cleanup, init_di
 from temporalshift.engine.evaluate import _autocast, evaluate
 from temporalshift.engine.logs import RunLog, plot_curves
 from temporalshift.engine.optim import build_optimizer, lr_factor, set_lr
-from temporalshift.models.checkpoints import extract_state_dict, read_checkpoint
+from temporalshift.models.checkpoints import extract_state_dict, load_weights, read_checkpoint
 from temporalshift.models.recognizer import Recognizer
 from temporalshift.models.zoo import create_model
 from temporalshift.performance import to_channels_last
@@ -58,7 +59,10 @@ class TrainResult:
 
 def build_model(cfg: Config) -> Recognizer:
     """The zoo model the recipe names, with its overrides, partial BN and fine-tuning weights."""
-    model = create_model(cfg.model.name, num_classes=cfg.model.num_classes, **cfg.model.overrides)
+    try:
+        model = create_model(cfg.model.name, num_classes=cfg.model.num_classes, **cfg.model.overrides)
+    except TypeError as exc:  # an override of the wrong type or name, caught deep in a constructor
+        raise ValueError(f"model.overrides {cfg.model.overrides} do not fit {cfg.model.name} ({exc})") from None
     model.set_partial_bn(cfg.model.partial_bn)
     if cfg.model.load_from:
         load_for_finetuning(model, cfg.model.load_from)
@@ -78,6 +82,19 @@ def load_for_finetuning(model: Recognizer, path: str) -> None:
         raise ValueError(
             f"{path} does not fit {type(model).__name__}: missing {wrong[:5]}, unexpected {unexpected[:5]}"
         )
+
+
+def _last_readable_state(work_dir: Path) -> dict[str, Any]:
+    """The newest epoch checkpoint that reads; a damaged newer one is named and passed over."""
+    found = epoch_checkpoints(work_dir)
+    if not found:
+        raise FileNotFoundError(f"nothing to resume in {work_dir}: no epoch_*.pt checkpoint")
+    for path in reversed(found):
+        try:
+            return load_training_state(path)
+        except ValueError as exc:
+            print(f"warning: {exc}; trying the one before", file=sys.stderr, flush=True)
+    raise ValueError(f"no epoch checkpoint in {work_dir} can be read")
 
 
 def _work_dir(cfg: Config) -> Path:
@@ -124,10 +141,12 @@ def _train(cfg: Config, info: DistInfo, resume: str | Path | None, auto_scale_lr
     work_dir = Path(resume) if resume else _work_dir(cfg)
     state = None
     if resume:
-        found = epoch_checkpoints(work_dir)
-        if not found:
-            raise FileNotFoundError(f"nothing to resume in {work_dir}: no epoch_*.pt checkpoint")
-        state = load_training_state(found[-1])
+        state = _last_readable_state(work_dir)
+    elif epoch_checkpoints(work_dir):
+        raise ValueError(
+            f"{work_dir} already holds a run ({epoch_checkpoints(work_dir)[-1].name}); continue it with "
+            f"--resume {work_dir}, or train into another folder (--work-dir)"
+        )
     if info.is_main:
         work_dir.mkdir(parents=True, exist_ok=True)
         save_config(cfg, work_dir / "config.yaml")
@@ -163,7 +182,7 @@ def _train(cfg: Config, info: DistInfo, resume: str | Path | None, auto_scale_lr
     scaler = torch.amp.GradScaler("cuda", enabled=rt.amp == "fp16")
     start_epoch, best, history = 0, None, []
     if state is not None:
-        model.load_state_dict(state["model"])
+        load_weights(model, state["model"], source=f"{work_dir} (resumed)")
         optimizer.load_state_dict(state["optimizer"])
         scaler.load_state_dict(state["scaler"])
         start_epoch, best, history = state["epoch"] + 1, state["best_top1"], state["history"]
