@@ -37,6 +37,8 @@ def read_frames(source: str) -> Iterator[np.ndarray]:
     except (av.error.FFmpegError, OSError) as exc:
         raise OSError(f"cannot open {source} ({exc})") from None
     with container:
+        if not container.streams.video:
+            raise ValueError(f"{source} has no video stream")
         for frame in container.decode(video=0):
             yield frame.to_ndarray(format="rgb24")
 

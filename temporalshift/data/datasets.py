@@ -64,7 +64,11 @@ def read_annotations(file: str | os.PathLike[str], root: str | os.PathLike[str] 
         raise FileNotFoundError(f"annotation file not found: {file}")
     base = Path(root) if root is not None else file.parent
     records = []
-    for n, raw in enumerate(file.read_text().splitlines(), start=1):
+    try:
+        text = file.read_text()
+    except UnicodeDecodeError:
+        raise ValueError(f"{file} is not a text annotation list (a video or another binary file?)") from None
+    for n, raw in enumerate(text.splitlines(), start=1):
         line = raw.strip()
         if not line or line.startswith("#"):
             continue

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from temporalshift.data.datasets import VideoRecord
-from temporalshift.data.decode import DEFAULT_FRAME_TEMPLATE, VideoDecodeError, open_video
+from temporalshift.data.decode import DEFAULT_FRAME_TEMPLATE, VideoDecodeError, _short, open_video
 from temporalshift.data.encode import write_video
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".flv")
@@ -58,10 +58,37 @@ def run_jobs(
 
 
 def _safe(func: Callable[..., JobResult], job: tuple) -> JobResult:
+    """Turn any error of one job into a failed result: one bad video must never stop the batch."""
     try:
         return func(*job)
-    except (VideoDecodeError, OSError, ValueError, RuntimeError) as exc:
+    except VideoDecodeError as exc:
+        return JobResult(str(job[0]), "failed", exc.reason)  # the source is printed beside it already
+    except (OSError, ValueError, RuntimeError) as exc:
         return JobResult(str(job[0]), "failed", str(exc))
+    except Exception as exc:  # noqa: BLE001 - e.g. PyAV's EOFError on a truncated file
+        return JobResult(str(job[0]), "failed", f"{type(exc).__name__}: {_short(exc)}")
+
+
+def check_outputs(pairs: Sequence[tuple[Path, Path]]) -> None:
+    """Refuse ``(source, output)`` pairs where two sources share an output (``clip.mp4``, ``clip.mkv``)
+    or one output lies inside another: the second would be taken as already done, or mixed in."""
+    owner: dict[Path, Path] = {}
+    for source, out in pairs:
+        if out in owner:
+            raise ValueError(f"{owner[out]} and {source} would both be written to {out}: rename one")
+        owner[out] = source
+    for source, out in pairs:
+        for parent in out.parents:
+            if parent in owner:
+                raise ValueError(
+                    f"{source} would be written inside {parent}, the output of {owner[parent]}: rename one"
+                )
+
+
+def check_short_side(short_side: int | None) -> None:
+    """Refused up front: a short side below 1 pixel would write nonsense or nothing."""
+    if short_side is not None and short_side < 1:
+        raise ValueError(f"the short side must be at least 1 pixel, got {short_side}")
 
 
 def find_videos(folder: str | os.PathLike[str]) -> list[Path]:
@@ -84,8 +111,13 @@ def _iter_frames(path: Path, short_side: int | None) -> Iterable[np.ndarray]:
     """Decode every frame in order (skipping undecodable packets), resized by the short side."""
     import av
 
-    container = av.open(str(path))
     try:
+        container = av.open(str(path))
+    except (av.error.FFmpegError, UnicodeDecodeError, OSError) as exc:
+        raise VideoDecodeError(path, f"cannot open ({_short(exc)})") from None
+    try:
+        if not container.streams.video:
+            raise VideoDecodeError(path, "no video stream")
         stream = container.streams.video[0]
         size = None
         packets = container.demux(stream)
@@ -120,6 +152,7 @@ def extract_frames(
     """Write every frame of ``video`` as JPEGs ``out_dir/img_00001.jpg...`` (atomic, resumable)."""
     from PIL import Image
 
+    check_short_side(short_side)
     out_dir = Path(out_dir)
     if out_dir.is_dir():
         return JobResult(str(video), "skipped")
@@ -140,6 +173,7 @@ def extract_frames(
 
 def resize_video(video: str | os.PathLike[str], out_path: str | os.PathLike[str], short_side: int = 256) -> JobResult:
     """Re-encode ``video`` with its short side scaled to ``short_side`` (H.264, atomic, resumable)."""
+    check_short_side(short_side)
     out_path = Path(out_path)
     if out_path.exists():
         return JobResult(str(video), "skipped")
@@ -234,6 +268,14 @@ def check_dataset(
             checks.append(VideoCheck(res.source, None, None, res.detail))
     checks.sort(key=lambda c: c.path)
     if report is not None:
-        bad = [asdict(c) for c in checks if c.problem]
-        Path(report).write_text(json.dumps({"checked": len(checks), "problems": bad}, indent=1))
+        write_check_report(checks, report)
     return checks
+
+
+def write_check_report(checks: Sequence[VideoCheck], report: str | os.PathLike[str]) -> None:
+    """The problems found, as json (written whole or not at all)."""
+    from temporalshift.atomic import atomic_path
+
+    bad = [asdict(c) for c in checks if c.problem]
+    with atomic_path(report) as tmp:
+        tmp.write_text(json.dumps({"checked": len(checks), "problems": bad}, indent=1))

@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -54,6 +54,14 @@ class MovingDigitsConfig:
     size: int = 64
     fps: float = 8.0
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        # An empty split is no use: annotation lists with no videos are refused when read back.
+        for split in SPLITS:
+            if self.count(split) < 1:
+                raise ValueError(
+                    f"moving digits need at least 1 video per class in each split, got {split}: {self.count(split)}"
+                )
 
     def count(self, split: str) -> int:
         return getattr(self, f"{split}_per_class")
@@ -130,15 +138,19 @@ def make_moving_digits(
     """
     config = config or MovingDigitsConfig()
     root = Path(root)
-    root.mkdir(parents=True, exist_ok=True)
     manifest = root / "dataset.json"
     wanted = {"generator": "moving_digits/1", **asdict(config)}
-    if manifest.exists() and json.loads(manifest.read_text()) != wanted:
-        raise ValueError(f"{root} holds a moving-digits dataset made with other settings; use another folder")
+    jobs = [(s, label, i) for s in SPLITS for label in range(len(CLASSES)) for i in range(config.count(s))]
+    if manifest.exists():
+        _check_manifest(manifest, wanted)
+    else:
+        _refuse_foreign_files(root, [*_LISTS, *(_video_name(s, label, i) for s, label, i in jobs)])
+        root.mkdir(parents=True, exist_ok=True)
+        # Claim the folder before the first video, so an interrupted run can be resumed.
+        manifest.write_text(json.dumps(wanted, indent=1))
     digits = _digits()
     cut = int(len(digits) * 0.8)  # held-out handwriting for testing
     pools = {"train": digits[:cut], "val": digits[:cut], "test": digits[cut:]}
-    jobs = [(s, label, i) for s in SPLITS for label in range(len(CLASSES)) for i in range(config.count(s))]
     bar = _progress(len(jobs), "generating moving digits") if progress else None
     lists: dict[str, list[str]] = {s: [] for s in SPLITS}
     for split, label, i in jobs:
@@ -162,8 +174,36 @@ def make_moving_digits(
         out[split].write_text("\n".join(lists[split]) + "\n")
     out["classes"] = root / "classes.txt"
     out["classes"].write_text("\n".join(CLASSES) + "\n")
-    manifest.write_text(json.dumps(wanted, indent=1))
     return out
+
+
+_LISTS = ("train.txt", "val.txt", "test.txt", "classes.txt")  # written beside the videos and dataset.json
+
+
+def _check_manifest(manifest: Path, wanted: dict) -> None:
+    """Resume only a dataset this generator made with the same settings: anything else would be mixed up."""
+    try:
+        found = json.loads(manifest.read_text())
+    except ValueError:
+        found = None
+    if not isinstance(found, dict) or found.get("generator") != wanted["generator"]:
+        raise ValueError(f"{manifest} was not written by the moving-digits generator; use another folder")
+    if found != wanted:
+        raise ValueError(
+            f"{manifest.parent} holds a moving-digits dataset made with other settings; use another folder"
+        )
+
+
+def _refuse_foreign_files(root: Path, names: Iterable[str]) -> None:
+    """Without a manifest the folder is not ours: never overwrite a file the user put there."""
+    if not root.exists():
+        return
+    for name in names:
+        if (root / name).exists():
+            raise ValueError(
+                f"{root / name} already exists and {root} was not made by the moving-digits generator "
+                "(no dataset.json): use an empty or new folder"
+            )
 
 
 def _progress(total: int, desc: str):
