@@ -603,7 +603,8 @@ def plot_report(r: dict[str, Any], path: str | Path) -> Path:
     import matplotlib.pyplot as plt
 
     keys = list(r["inference"])
-    fig, axes = plt.subplots(1, len(keys) + ("fast_paths" in r), figsize=(5 * (len(keys) + 1), 4))
+    fig, grid = plt.subplots(1, len(keys) + ("fast_paths" in r), figsize=(5 * (len(keys) + 1), 4), squeeze=False)
+    axes = list(grid[0])  # a list even for one panel
     for ax, key in zip(axes, keys, strict=False):
         names = [k for k in ("tsm", "tsn", "torchvision", "tsm_fast", "tsn_fast") if k in r["inference"][key]]
         ax.bar(names, [r["inference"][key][k]["median_ms"] for k in names], color=[f"C{i}" for i in range(len(names))])

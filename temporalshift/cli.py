@@ -11,6 +11,7 @@ import json
 import re
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from temporalshift import __version__
@@ -106,30 +107,33 @@ def _print_jobs(results: list, what: str) -> int:
 
 
 def _video_jobs(src_dir: str, out_dir: str, suffix: str, *extra) -> list[tuple]:
-    """One job per video under ``src_dir``: (video, its place in the same tree under ``out_dir``, *extra)."""
-    from pathlib import Path
-
-    from temporalshift.data.prepare import find_videos
+    """One job per video under ``src_dir``: (video, its place in the same tree under ``out_dir``, *extra).
+    Two videos with one place (``clip.mp4``, ``clip.mkv``) are refused before any work."""
+    from temporalshift.data.prepare import check_outputs, find_videos
 
     src, out = Path(src_dir), Path(out_dir)
     videos = find_videos(src)
     if not videos:
         raise ValueError(f"no videos under {src}")
-    return [(v, out / v.relative_to(src).with_suffix(suffix), *extra) for v in videos]
+    jobs = [(v, out / v.relative_to(src).with_suffix(suffix), *extra) for v in videos]
+    check_outputs([(job[0], job[1]) for job in jobs])
+    return jobs
 
 
 def cmd_prepare_frames(args: argparse.Namespace) -> int:
     """Extract the frames of every video under SRC into OUT/<relative path without suffix>/."""
-    from temporalshift.data.prepare import extract_frames, run_jobs
+    from temporalshift.data.prepare import check_short_side, extract_frames, run_jobs
 
+    check_short_side(args.short_side)
     jobs = _video_jobs(args.src, args.out, "", args.short_side, args.template)
     return _print_jobs(run_jobs(extract_frames, jobs, args.workers, "extracting frames"), "frames")
 
 
 def cmd_prepare_resize(args: argparse.Namespace) -> int:
     """Re-encode every video under SRC with its short side scaled, into OUT (same tree, .mp4)."""
-    from temporalshift.data.prepare import resize_video, run_jobs
+    from temporalshift.data.prepare import check_short_side, resize_video, run_jobs
 
+    check_short_side(args.short_side)
     jobs = _video_jobs(args.src, args.out, ".mp4", args.short_side)
     return _print_jobs(run_jobs(resize_video, jobs, args.workers, "resizing videos"), "resized")
 
@@ -137,17 +141,22 @@ def cmd_prepare_resize(args: argparse.Namespace) -> int:
 def cmd_prepare_check(args: argparse.Namespace) -> int:
     """Scan an annotated dataset for videos that cannot be decoded (or are shorter than listed)."""
     from temporalshift.data.datasets import read_annotations
-    from temporalshift.data.prepare import check_dataset
+    from temporalshift.data.prepare import check_dataset, write_check_report
 
     records = read_annotations(args.annotations, args.root)
     report = args.report or f"{args.annotations}.check.json"
-    checks = check_dataset(records, report, full=args.full, repair=args.repair, workers=args.workers)
+    checks = check_dataset(records, None, full=args.full, repair=args.repair, workers=args.workers)
     bad = [c for c in checks if c.problem]
     print(f"checked {len(checks)} videos: {len(checks) - len(bad)} good, {len(bad)} with problems")
     for c in bad:
         fixed = " (repaired; original kept as .broken)" if c.repaired else ""
         print(f"  {c.path}: {c.problem}{fixed}")
-    print(f"report: {report}")
+    try:  # after the findings are printed: a bad --report path must not hide them
+        write_check_report(checks, report)
+        print(f"report: {report}")
+    except OSError as exc:
+        print(f"tsm prepare: error: the report could not be written to {report} ({exc})", file=sys.stderr)
+        return 1
     return 1 if any(not c.repaired for c in bad) else 0
 
 
@@ -240,6 +249,9 @@ def _load_model(args: argparse.Namespace):
     import temporalshift as ts
 
     if args.model:
+        if not args.checkpoint:
+            print(f"warning: no --checkpoint: {args.model} has random weights, so its outputs mean nothing "
+                  "(give --checkpoint PATH: a run's best.pt or a published file)", file=sys.stderr)  # fmt: skip
         return ts.create_model(args.model, checkpoint=args.checkpoint)
     if args.checkpoint:
         return ts.load_checkpoint(args.checkpoint)
@@ -250,14 +262,20 @@ def cmd_predict(args: argparse.Namespace) -> int:
     """Top-k actions for each video of a file, folder or glob."""
     from temporalshift.predict import Predictor, annotate_video, expand_sources, predict_many
 
+    if args.topk < 1:
+        raise UsageError(f"--topk must be at least 1, got {args.topk}")
+    if args.clips is not None and args.clips < 1:
+        raise UsageError(f"--clips must be at least 1, got {args.clips}")
     paths = expand_sources(args.sources)
+    if args.out_video and len(paths) != 1:
+        raise UsageError("--out-video needs exactly one input video")
+    if args.out_video and Path(args.out_video).resolve() == Path(paths[0]).resolve():
+        raise UsageError("--out-video is the input video itself; name another file")
     if args.onnx:
         predictor = Predictor(onnx=args.onnx, labels=args.labels, clips=args.clips, crops=args.crops)
     else:
         model = _load_model(args)
         predictor = Predictor(model, labels=args.labels, clips=args.clips, crops=args.crops, fast=args.fast)
-    if args.out_video and len(paths) != 1:
-        raise UsageError("--out-video needs exactly one input video")
     failed = 0
     rows = []
     for pred in predict_many(predictor, paths, args.topk, workers=args.workers, progress=not args.json):
@@ -314,6 +332,10 @@ def cmd_stream(args: argparse.Namespace) -> int:
     """Recognise a video file, camera or URL frame by frame with a uni-directional model."""
     from temporalshift.streaming import stream
 
+    if args.window < 1:
+        raise UsageError(f"--window must be at least 1, got {args.window}")
+    if args.max_frames is not None and args.max_frames < 1:
+        raise UsageError(f"--max-frames must be at least 1, got {args.max_frames}")
     model = _load_model(args)
     events = stream(model, args.source, window=args.window, labels=args.labels, max_frames=args.max_frames,
                     engine=args.engine)  # fmt: skip
@@ -338,21 +360,46 @@ def cmd_bench(args: argparse.Namespace) -> int:
         raise ValueError(f"--device {args.device}: no CUDA GPU is visible on this machine (use --device cpu)")
     if args.device.split(":")[0] not in ("cpu", "cuda"):
         raise UsageError(f"--device must be cpu or cuda[:N], got {args.device!r}")
+    for flag, value, least in (("--runs", args.runs, 1), ("--warmup", args.warmup, 0),
+                               ("--train-batch", args.train_batch, 0), ("--threads", args.threads or 1, 1),
+                               ("--batch", min(args.batch), 1)):  # fmt: skip
+        if value < least:
+            raise UsageError(f"{flag} must be at least {least}, got {value}")
+    plot_to = _plot_path(args.plot) if args.plot else None  # before the run: a bad path must not cost its results
     if args.threads:
         torch.set_num_threads(args.threads)
     say = (lambda msg: print(msg, file=sys.stderr)) if args.json else (lambda msg: print(f"... {msg}", flush=True))
     report = run_bench(args.model, args.device, tuple(args.batch), args.runs, args.warmup, args.train_batch,
                        fast_paths=not args.no_fast_paths, compile=args.compile, data=not args.no_data,
                        progress=say)  # fmt: skip
-    if args.plot:
-        report["plot"] = str(plot_report(report, args.plot))
+    plot_failed = False
+    if plot_to is not None:
+        try:
+            report["plot"] = str(plot_report(report, plot_to))
+        except (OSError, ValueError) as exc:  # the figures are printed all the same
+            print(f"tsm bench: error: the plot could not be written to {plot_to}: {exc}", file=sys.stderr)
+            plot_failed = True
     rows = check_targets(report) if args.check else []
     if args.check:
         report["targets"] = [{"what": w, "value": v, "target": b, "met": ok} for w, v, b, ok in rows]
     print(json.dumps(report, indent=2) if args.json else format_report(report))
     if args.check and not args.json:
         print(format_check(rows))
-    return 0 if all(ok for *_, ok in rows) else 1
+    return 0 if all(ok for *_, ok in rows) and not plot_failed else 1
+
+
+def _plot_path(path: str) -> Path:
+    """``--plot``'s file, its folder made now, so that the run's figures are never lost to a bad path."""
+    from matplotlib.figure import Figure
+
+    out = Path(path)
+    kinds = Figure().canvas.get_supported_filetypes()
+    if out.suffix.lstrip(".").lower() not in kinds:
+        raise UsageError(f"--plot {path}: name a .png file (or .{', .'.join(sorted(kinds))})")
+    if out.is_dir():
+        raise UsageError(f"--plot {path} is a folder; name a file")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return out
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -546,6 +593,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # noqa: BLE001 - a library's own error type: still one line, not a traceback
+        if args.debug:
+            raise
+        text = str(exc).strip()
+        first = text.splitlines()[0] if text else ""
+        print(f"tsm {args.command}: error: {type(exc).__name__}: {first} (--debug shows where)", file=sys.stderr)
+        return 1
 
 
 def run() -> None:

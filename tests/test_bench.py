@@ -46,12 +46,30 @@ def test_bench_reports_ratios_memory_fast_paths_and_online(capsys, tmp_path):
     assert data["bottleneck"] in ("data", "model") and data["model_train_clips_per_s"] > 0
 
 
-def test_bench_table(capsys):
+def test_bench_table(capsys, tmp_path):
+    plot = tmp_path / "new" / "one_panel.png"  # one batch, no fast paths: a figure of one panel, in a new folder
     assert main(["bench", "--model", "tsn_mobilenetv2_1x1x8_k400", "--runs", "1", "--warmup", "0", "--batch", "1",
-                 "--train-batch", "0", "--no-fast-paths"]) == 0  # fmt: skip
+                 "--train-batch", "0", "--no-fast-paths", "--plot", str(plot)]) == 0  # fmt: skip
     out = capsys.readouterr().out
     assert "TSM/TSN time" in out and "videos/s" in out
     assert "best fp32 convolution" in out and "GMAC/s  of peak" in out
+    assert plot.stat().st_size > 0
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--batch", "0"], "--batch must be at least 1"),
+        (["--runs", "0"], "--runs must be at least 1"),
+        (["--train-batch", "-1"], "--train-batch must be at least 0"),
+        (["--threads", "-1"], "--threads must be at least 1"),
+        (["--plot", "figure.txt"], "name a .png file"),
+    ],
+)
+def test_bench_refuses_bad_numbers_and_plot_names_before_running(capsys, flags, message):
+    assert main(["bench", "--model", "tsm_mobilenetv2_1x1x8_k400", *flags]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
 
 
 def test_paired_ratio_is_the_median_of_per_round_ratios_and_rounds_alternate_order():

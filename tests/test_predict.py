@@ -92,3 +92,21 @@ def test_predict_errors_are_one_line(tmp_path, capsys):
     assert "no such file" in capsys.readouterr().err
     assert main(["predict", str(tmp_path)]) == 1
     assert "no videos found" in capsys.readouterr().err
+
+
+def test_predict_refuses_to_write_over_its_input_and_odd_numbers(digits_checkpoint, numbered_videos, tmp_path, capsys):
+    _, ckpt = digits_checkpoint
+    video = tmp_path / "clip.mp4"
+    video.write_bytes(numbered_videos["mp4"].read_bytes())
+    before = video.read_bytes()
+    assert main(["predict", str(video), "--checkpoint", str(ckpt), "--out-video", str(video)]) == 2
+    assert "--out-video is the input video itself" in capsys.readouterr().err
+    assert video.read_bytes() == before
+    for flags, message in ((["--topk", "0"], "--topk must be at least 1"), (["--clips", "0"], "--clips must be")):
+        assert main(["predict", str(video), "--checkpoint", str(ckpt), *flags]) == 2
+        assert message in capsys.readouterr().err
+
+
+def test_predict_with_random_weights_says_so(numbered_videos, capsys):
+    assert main(["predict", str(numbered_videos["mp4"]), "--model", "tsm_mobilenetv2_1x1x8_k400", "--topk", "1"]) == 0
+    assert "random weights" in capsys.readouterr().err
