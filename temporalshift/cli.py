@@ -271,6 +271,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         raise UsageError("--out-video needs exactly one input video")
     if args.out_video and Path(args.out_video).resolve() == Path(paths[0]).resolve():
         raise UsageError("--out-video is the input video itself; name another file")
+    if args.onnx and (args.checkpoint or args.model):
+        raise UsageError("--onnx runs the exported file's own weights: drop --model/--checkpoint")
     if args.onnx:
         predictor = Predictor(onnx=args.onnx, labels=args.labels, clips=args.clips, crops=args.crops)
     else:
@@ -282,6 +284,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         if not pred.ok:
             failed += 1
             print(f"tsm predict: error: {pred.error}", file=sys.stderr)
+            if args.json:  # one line per input, with its "error"
+                print(pred.to_json(), flush=True)
             continue
         if args.json:
             print(pred.to_json(), flush=True)

@@ -64,7 +64,10 @@ def test_cli_predict_file_and_folder_with_a_corrupt_video(digits_checkpoint, num
     assert len(errors) == 1 and "c.mp4" in errors[0] and "Traceback" not in captured.err
     assert main(["predict", str(folder / "*.mp4"), "--checkpoint", str(ckpt), "--json", "--workers", "0"]) == 1
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    assert [line["source"].rsplit("/", 1)[1] for line in lines] == ["a.mp4", "b.mp4"]
+    assert sorted(line["source"].rsplit("/", 1)[1] for line in lines) == ["a.mp4", "b.mp4", "c.mp4"]
+    assert [line["error"] is None for line in lines] == [line["source"].endswith(("a.mp4", "b.mp4")) for line in lines]
+    assert main(["predict", str(folder), "--onnx", str(folder / "m.onnx"), "--checkpoint", str(ckpt)]) == 2
+    assert "drop --model/--checkpoint" in capsys.readouterr().err
 
 
 def test_cli_predict_csv_and_annotated_video(digits_checkpoint, numbered_videos, tmp_path, capsys):
