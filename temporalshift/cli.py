@@ -527,13 +527,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_prepare(sub: argparse._SubParsersAction) -> None:
-    from temporalshift.data.layouts import LAYOUTS
+    from temporalshift.data.layouts import LAYOUT_HELP, LAYOUTS
 
     prep = sub.add_parser("prepare", help="prepare datasets: annotations, frames, resizing, checks")
     steps = prep.add_subparsers(dest="step", metavar="STEP")
     steps.required = True
 
-    p = steps.add_parser("annotations", help="annotation lists + label map from an official layout")
+    p = steps.add_parser(
+        "annotations",
+        help="annotation lists + label map from an official layout",
+        description="Lists and a label map from a dataset as its publishers ship it. Expected under ROOT:\n"
+        + "\n".join(f"  {name}: {where}" for name, where in LAYOUT_HELP.items()),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("dataset", choices=sorted(LAYOUTS))
     p.add_argument("root", help="the dataset's root folder, as its publishers ship it")
     p.add_argument("--out", help="where to write the lists (default: ROOT)")
@@ -573,6 +579,18 @@ def _add_prepare(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_prepare_digits)
 
 
+def _subcommand_parser(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.ArgumentParser:
+    """The parser of the (sub)command that was run, for its own usage line."""
+    words = list(sys.argv[1:] if argv is None else argv)
+    while True:
+        subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        word = next((w for w in words if subs and w in subs[0].choices), None)
+        if word is None:
+            return parser
+        parser = subs[0].choices[word]
+        words = words[words.index(word) + 1 :]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``tsm``; returns the exit code."""
     parser = build_parser()
@@ -586,7 +604,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         if args.debug:
             raise
-        parser.print_usage(sys.stderr)
+        _subcommand_parser(parser, argv).print_usage(sys.stderr)
         print(f"tsm {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except (ValueError, OSError) as exc:

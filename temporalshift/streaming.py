@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -17,6 +18,7 @@ from temporalshift.predict import class_names
 def read_frames(source: str) -> Iterator[np.ndarray]:
     """RGB frames of a camera index (OpenCV), or of a file or rtsp/http URL (PyAV), in order."""
     if source.isdigit():
+        os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")  # a missing camera is our one-line error, not its warnings
         import cv2
 
         cap = cv2.VideoCapture(int(source))

@@ -152,3 +152,17 @@ def test_cli_prepare_annotations(tmp_path, numbered_videos, capsys):
     assert (tmp_path / "lists/hmdb51_label_map.txt").read_text() == "run\n"
     assert main(["prepare", "annotations", "hmdb51", str(tmp_path / "nowhere")]) == 1
     assert "dataset root not found" in capsys.readouterr().err
+
+
+def test_annotations_help_describes_every_layout(capsys):
+    import pytest
+
+    from temporalshift.cli import main
+
+    with pytest.raises(SystemExit) as done:
+        main(["prepare", "annotations", "--help"])
+    out = capsys.readouterr().out
+    assert done.value.code == 0
+    for where in ("annotations/{train,val,test}.csv", "labels/{labels,train,validation}.json", "ucfTrainTestlist/",
+                  "testTrainMulti_7030_splits/", "20bn-jester-v1/", "20bn-something-something-v1/"):  # fmt: skip
+        assert where in out, where

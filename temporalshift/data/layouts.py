@@ -165,6 +165,16 @@ def _hmdb51(root: Path, split_id: int) -> Layout:
     return layout
 
 
+# What each reader expects under ROOT (shown by `tsm prepare annotations --help`).
+LAYOUT_HELP: dict[str, str] = {
+    "kinetics400/600/700": "annotations/{train,val,test}.csv and videos/{train,val,test}/<youtube id>*",
+    "sthv1": "something-something-v1-{labels,train,validation}.csv and 20bn-something-something-v1/<id>/ frames",
+    "sthv2": "labels/{labels,train,validation}.json and 20bn-something-something-v2/<id>.webm",
+    "jester": "jester-v1-{labels,train,validation}.csv and 20bn-jester-v1/<id>/ frames",
+    "ucf101": "ucfTrainTestlist/{classInd,trainlistNN,testlistNN}.txt and UCF-101/<class>/<video>.avi",
+    "hmdb51": "testTrainMulti_7030_splits/<class>_test_splitN.txt and hmdb51/<class>/<video>.avi",
+}
+
 LAYOUTS: dict[str, Callable[[Path, int], Layout]] = {
     "kinetics400": _kinetics,
     "kinetics600": _kinetics,
