@@ -112,6 +112,8 @@ def _video_jobs(src_dir: str, out_dir: str, suffix: str, *extra) -> list[tuple]:
     from temporalshift.data.prepare import check_outputs, find_videos
 
     src, out = Path(src_dir), Path(out_dir)
+    if out.resolve() == src.resolve() or src.resolve() in out.resolve().parents:
+        raise UsageError(f"write the output beside the source, not into it: {out} is inside {src}")
     videos = find_videos(src)
     if not videos:
         raise ValueError(f"no videos under {src}")
@@ -122,9 +124,10 @@ def _video_jobs(src_dir: str, out_dir: str, suffix: str, *extra) -> list[tuple]:
 
 def cmd_prepare_frames(args: argparse.Namespace) -> int:
     """Extract the frames of every video under SRC into OUT/<relative path without suffix>/."""
-    from temporalshift.data.prepare import check_short_side, extract_frames, run_jobs
+    from temporalshift.data.prepare import check_frame_template, check_short_side, extract_frames, run_jobs
 
     check_short_side(args.short_side)
+    check_frame_template(args.template)
     jobs = _video_jobs(args.src, args.out, "", args.short_side, args.template)
     return _print_jobs(run_jobs(extract_frames, jobs, args.workers, "extracting frames"), "frames")
 
@@ -155,7 +158,7 @@ def cmd_prepare_check(args: argparse.Namespace) -> int:
         write_check_report(checks, report)
         print(f"report: {report}")
     except OSError as exc:
-        print(f"tsm prepare: error: the report could not be written to {report} ({exc})", file=sys.stderr)
+        print(f"tsm prepare check: error: the report could not be written to {report} ({exc})", file=sys.stderr)
         return 1
     return 1 if any(not c.repaired for c in bad) else 0
 
@@ -403,6 +406,14 @@ def _plot_path(path: str) -> Path:
     if out.is_dir():
         raise UsageError(f"--plot {path} is a folder; name a file")
     out.parent.mkdir(parents=True, exist_ok=True)
+    existed = out.exists()
+    try:
+        with open(out, "ab"):  # can it be written at all (a read-only place, /proc...)?
+            pass
+    except OSError as exc:
+        raise UsageError(f"--plot {path} cannot be written ({exc.strerror})") from None
+    if not existed:
+        out.unlink()
     return out
 
 
@@ -599,18 +610,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     from temporalshift.performance import tune_cpu_allocator
 
     tune_cpu_allocator()  # activations reuse freed memory instead of page-faulting in every call
+    name = " ".join(filter(None, (args.command, getattr(args, "step", None))))  # "prepare digits"
     try:
         return func(args)
     except UsageError as exc:
         if args.debug:
             raise
         _subcommand_parser(parser, argv).print_usage(sys.stderr)
-        print(f"tsm {args.command}: error: {exc}", file=sys.stderr)
+        print(f"tsm {name}: error: {exc}", file=sys.stderr)
         return 2
     except (ValueError, OSError) as exc:
         if args.debug:
             raise
-        print(f"tsm {args.command}: error: {exc}", file=sys.stderr)
+        print(f"tsm {name}: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -620,7 +632,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         text = str(exc).strip()
         first = text.splitlines()[0] if text else ""
-        print(f"tsm {args.command}: error: {type(exc).__name__}: {first} (--debug shows where)", file=sys.stderr)
+        print(f"tsm {name}: error: {type(exc).__name__}: {first} (--debug shows where)", file=sys.stderr)
         return 1
 
 

@@ -64,6 +64,7 @@ def test_bench_table(capsys, tmp_path):
         (["--train-batch", "-1"], "--train-batch must be at least 0"),
         (["--threads", "-1"], "--threads must be at least 1"),
         (["--plot", "figure.txt"], "name a .png file"),
+        (["--plot", "/proc/figure.png"], "cannot be written"),
     ],
 )
 def test_bench_refuses_bad_numbers_and_plot_names_before_running(capsys, flags, message):

@@ -325,6 +325,10 @@ def test_malicious_pickles_are_refused_and_never_run(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="refusing to load"):
         ts.load_checkpoint(pt)
     assert main(["convert", str(pt), str(tmp_path / "out.pt")]) == 1
+    zipped = tmp_path / "evil_zip.pt"  # torch.save's own zip format around the same object
+    torch.save({"state_dict": _Evil()}, zipped)
+    with pytest.raises(ValueError, match="refusing to load .*GLOBAL (builtins.)?exec"):
+        ts.load_checkpoint(zipped)
     assert not (tmp_path / "PWNED").exists()
 
 

@@ -219,3 +219,32 @@ def test_stream_of_an_audio_only_file_and_odd_numbers_are_one_line(tmp_path, cap
         assert main(["stream", str(tmp_path / "audio.mp4"), "--model", "tsm_mobilenetv2_online_1x1x8_k400",
                      *flags]) == 2  # fmt: skip
         assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--template", "x"], "must give one file name per frame number"),
+        (["--template", "{x}.jpg"], "is not a file name with one {} number field"),
+        (["--template", "a/{}.jpg"], "without folders"),
+        (["--template", "{:05d}.txt"], "must end in .jpg"),
+        (["--workers", "-1"], "--workers must be 0 (one per core) or more"),
+    ],
+)
+def test_frames_checks_its_options_before_any_work(numbered_videos, tmp_path, capsys, flags, message):
+    src = tmp_path / "src"
+    src.mkdir()
+    shutil.copy(numbered_videos["mp4"], src / "clip.mp4")
+    assert main(["prepare", "frames", str(src), str(tmp_path / "out"), *flags]) == 1
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_frames_and_resize_refuse_to_write_into_their_source(numbered_videos, tmp_path, capsys):
+    src = tmp_path / "src"
+    src.mkdir()
+    shutil.copy(numbered_videos["mp4"], src / "clip.mp4")
+    for args in (["frames", str(src), str(src)], ["resize", str(src), str(src / "small")]):
+        assert main(["prepare", *args]) == 2
+        assert "not into it" in capsys.readouterr().err
+    assert sorted(p.name for p in src.iterdir()) == ["clip.mp4"]

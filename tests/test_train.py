@@ -122,7 +122,7 @@ def test_a_used_work_dir_is_refused_and_resume_skips_a_damaged_last_checkpoint(t
     (work / "epoch_002.pt").write_bytes(before["epoch_002.pt"][:300])  # the last one damaged
     assert main(["train", str(tiny_recipe(work, epochs=3)), "--resume", str(work)]) == 0
     out, err = capsys.readouterr()
-    assert "epoch_002.pt cannot be read" in err and "trying the one before" in err
+    assert "epoch_002.pt cannot be read" in err and "resuming from epoch_001.pt instead" in err
     assert (work / "epoch_003.pt").is_file()  # resumed from epoch 1's checkpoint and ran epochs 2 and 3
 
 
@@ -134,6 +134,7 @@ def test_resuming_with_another_model_says_what_does_not_fit(tiny_recipe, tmp_pat
     err = capsys.readouterr().err
     assert code == 1 and "(resumed) does not fit the model: wrong shape for 2 keys" in err
     assert len(err.strip().splitlines()) == 1
+    assert "num_classes: 8" in (work / "config.yaml").read_text()  # the refused resume left the run's config alone
 
 
 @pytest.mark.parametrize(
@@ -144,7 +145,7 @@ def test_resuming_with_another_model_says_what_does_not_fit(tiny_recipe, tmp_pat
         (["schedule.policy=foo"], "schedule.policy must be 'step' or 'cosine'"),
         (["data.scales=[]"], "data.scales must be a non-empty list"),
         (["data.scales=[1,"], "is not a valid value"),
-        (["model.overrides.shift_div=abc"], "'shift_div': 'abc'} do not fit"),
+        (["model.overrides.shift_div=abc"], "model option shift_div must be an integer, got 'abc'"),
     ],
 )
 def test_bad_settings_get_one_line_before_anything_is_written(tiny_recipe, tmp_path, capsys, sets, message):
@@ -152,7 +153,7 @@ def test_bad_settings_get_one_line_before_anything_is_written(tiny_recipe, tmp_p
     assert main(["train", str(tiny_recipe(work, epochs=1)), "--set", *sets]) == 1
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1, err
-    assert not list(work.glob("*.pt"))
+    assert not list(work.glob("*.pt")) and not (work / "config.yaml").exists()
 
 
 def test_a_broken_recipe_file_is_one_line(tmp_path, capsys):

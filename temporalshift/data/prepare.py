@@ -41,6 +41,8 @@ def run_jobs(
     """Run ``func(*job)`` for every job in a process pool (``workers=0``: one per core)."""
     from tqdm import tqdm
 
+    if workers < 0:
+        raise ValueError(f"--workers must be 0 (one per core) or more, got {workers}")
     workers = workers or os.cpu_count() or 1
     results: list[JobResult] = []
     with tqdm(total=len(jobs), desc=desc, unit="video", dynamic_ncols=True) as bar:
@@ -73,16 +75,32 @@ def check_outputs(pairs: Sequence[tuple[Path, Path]]) -> None:
     """Refuse ``(source, output)`` pairs where two sources share an output (``clip.mp4``, ``clip.mkv``)
     or one output lies inside another: the second would be taken as already done, or mixed in."""
     owner: dict[Path, Path] = {}
+    clashes = []
     for source, out in pairs:
         if out in owner:
-            raise ValueError(f"{owner[out]} and {source} would both be written to {out}: rename one")
+            clashes.append(f"{owner[out]} and {source} would both be written to {out}")
         owner[out] = source
+    if clashes:  # all of them at once, not one per attempt
+        more = f" (and {len(clashes) - 3} more)" if len(clashes) > 3 else ""
+        raise ValueError("; ".join(clashes[:3]) + more + ": rename one of each")
     for source, out in pairs:
         for parent in out.parents:
             if parent in owner:
                 raise ValueError(
                     f"{source} would be written inside {parent}, the output of {owner[parent]}: rename one"
                 )
+
+
+def check_frame_template(template: str) -> None:
+    """A frame file name with one number field and an image suffix, e.g. ``img_{:05d}.jpg``."""
+    try:
+        name = template.format(1)
+    except (IndexError, KeyError, ValueError) as exc:
+        raise ValueError(f"--template {template!r} is not a file name with one {{}} number field ({exc})") from None
+    if "/" in name or os.sep in name or name == template.format(2):
+        raise ValueError(f"--template {template!r} must give one file name per frame number, without folders")
+    if Path(name).suffix.lower() not in (".jpg", ".jpeg", ".png"):
+        raise ValueError(f"--template {template!r} must end in .jpg, .jpeg or .png")
 
 
 def check_short_side(short_side: int | None) -> None:

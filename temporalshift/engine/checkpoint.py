@@ -62,10 +62,9 @@ def load_training_state(path: str | os.PathLike[str]) -> dict[str, Any]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - truncated or damaged: torch raises many types
-        text = str(exc).strip()
-        raise ValueError(
-            f"{path} cannot be read ({text.splitlines()[0][:120] if text else type(exc).__name__})"
-        ) from None
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        reason = first.split(". ")[0] if first else "damaged"  # torch's first sentence names the damage
+        raise ValueError(f"{path} cannot be read ({reason})") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise ValueError(f"{path} is not a temporalshift training checkpoint")
     return state

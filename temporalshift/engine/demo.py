@@ -34,6 +34,8 @@ def run_demo(
     start = time.time()
     base = load_config("demo_moving_digits", (QUICK if quick else []) + list(overrides or []))
     results: dict[str, Any] = {}
+    for name in VARIANTS:  # both folders checked before any training
+        _check_replaceable(Path(out_dir) / name)
     for name, shift_div in VARIANTS.items():
         cfg = apply_overrides(
             base,
@@ -41,7 +43,7 @@ def run_demo(
              f"runtime.progress={progress}"],
         )  # fmt: skip
         print(f"\n== {name.upper()}: {'shift 1/' + str(shift_div) if shift_div else 'no shift'} ==", flush=True)
-        _replace_earlier_run(Path(out_dir) / name)
+        _claim(Path(out_dir) / name)
         run = train(cfg)
         checkpoint = run.best_checkpoint or run.last_checkpoint
         test = run_test(cfg, checkpoint)
@@ -62,14 +64,25 @@ def run_demo(
     return results
 
 
-def _replace_earlier_run(work_dir: Path) -> None:
+DEMO_MARK = ".tsm-demo-run"  # written into each run folder the demo makes: only those it replaces
+
+
+def _check_replaceable(work_dir: Path) -> None:
     """A demo starts afresh: an earlier demo run in its folder goes (``tsm train`` refuses a used
-    folder instead), but a folder that holds anything else is left alone."""
-    if not work_dir.is_dir() or not any(work_dir.iterdir()):
-        return
-    if not (work_dir / "config.yaml").is_file():
-        raise ValueError(f"{work_dir} holds files that are not a demo run; give the demo another --out")
-    shutil.rmtree(work_dir)
+    folder instead), but a folder holding anything else (a user's run, other files) is refused."""
+    if work_dir.is_dir() and any(work_dir.iterdir()) and not (work_dir / DEMO_MARK).is_file():
+        raise ValueError(
+            f"{work_dir} holds files that the demo did not make; give the demo another --out (or remove them)"
+        )
+
+
+def _claim(work_dir: Path) -> None:
+    """Replace an earlier demo run in ``work_dir`` and mark the folder as the demo's."""
+    _check_replaceable(work_dir)
+    if work_dir.is_dir():
+        shutil.rmtree(work_dir)
+    work_dir.mkdir(parents=True)
+    (work_dir / DEMO_MARK).write_text("made by `tsm demo`, which replaces this folder on its next run\n")
 
 
 def format_table(results: dict[str, Any]) -> str:

@@ -89,11 +89,12 @@ def _last_readable_state(work_dir: Path) -> dict[str, Any]:
     found = epoch_checkpoints(work_dir)
     if not found:
         raise FileNotFoundError(f"nothing to resume in {work_dir}: no epoch_*.pt checkpoint")
-    for path in reversed(found):
+    for i in range(len(found) - 1, -1, -1):
         try:
-            return load_training_state(path)
+            return load_training_state(found[i])
         except ValueError as exc:
-            print(f"warning: {exc}; trying the one before", file=sys.stderr, flush=True)
+            then = f"; resuming from {found[i - 1].name} instead" if i else ""
+            print(f"warning: {exc}{then}", file=sys.stderr, flush=True)
     raise ValueError(f"no epoch checkpoint in {work_dir} can be read")
 
 
@@ -149,7 +150,6 @@ def _train(cfg: Config, info: DistInfo, resume: str | Path | None, auto_scale_lr
         )
     if info.is_main:
         work_dir.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, work_dir / "config.yaml")
     _seed_everything(rt.seed + info.rank, rt.deterministic)
 
     model = build_model(cfg)
@@ -187,6 +187,8 @@ def _train(cfg: Config, info: DistInfo, resume: str | Path | None, auto_scale_lr
         scaler.load_state_dict(state["scaler"])
         start_epoch, best, history = state["epoch"] + 1, state["best_top1"], state["history"]
         set_rng_state(state["rng"])
+    if info.is_main:  # only now: a run that cannot start (or resume) leaves its folder's config as it was
+        save_config(cfg, work_dir / "config.yaml")
     net: nn.Module = model
     if info.enabled:
         net = DistributedDataParallel(model, device_ids=[info.device.index] if info.device.type == "cuda" else None)

@@ -58,8 +58,8 @@ def _read_pdparams(path: Path) -> dict[str, Any]:
         obj = _NumpyOnlyUnpickler(io.BytesIO(path.read_bytes())).load()
     except _Refused as exc:
         raise ValueError(f"refusing to load {path}: {exc}") from None
-    except Exception as exc:  # noqa: BLE001 - any other failure: not a readable pdparams file
-        raise ValueError(f"{path} is not a readable PaddlePaddle .pdparams file ({exc})") from None
+    except Exception:  # noqa: BLE001 - any other failure: not a readable pdparams file
+        raise ValueError(f"{path} is not a readable PaddlePaddle .pdparams file (damaged, or another format)") from None
     if not isinstance(obj, Mapping):
         raise ValueError(f"{path} holds a {type(obj).__name__}, not a dict of weights")
     obj = {k: v for k, v in obj.items() if k != "StructuredToParameterName@@"}
@@ -125,18 +125,18 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        if "Unsupported global" not in str(exc) and not _is_pickle(path):
+        lines = [line.strip().removeprefix("WeightsUnpickler error: ") for line in str(exc).splitlines()]
+        refused = [line for line in lines if "GLOBAL" in line or line.startswith("Unsupported operand")]
+        if not any("GLOBAL" in line for line in refused) and not _is_pickle(path):
             raise ValueError(f"{path} is not a readable PyTorch checkpoint (damaged, or another format)") from None
-        lines = [line.strip() for line in str(exc).splitlines()]
-        lines = [line for line in lines if line.startswith(("Unsupported", "WeightsUnpickler error: Unsupported"))]
-        reason = lines[-1].removeprefix("WeightsUnpickler error: ").split(" was not")[0] if lines else _first_line(exc)
+        reason = refused[-1].split(" was not")[0] if refused else _first_line(exc)
         raise ValueError(
             f"refusing to load {path}: it needs more than tensors to unpickle, and untrusted "
             f"pickles are never executed ({reason})"
         ) from None
-    except (RuntimeError, EOFError, ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
-        # what torch.load raises on text, truncated or random bytes
-        raise ValueError(f"{path} is not a readable PyTorch checkpoint ({_first_line(exc)})") from None
+    except (RuntimeError, EOFError, ValueError, KeyError, IndexError, TypeError, AttributeError):
+        # what torch.load raises on text, truncated or random bytes: its details name no cause a user has
+        raise ValueError(f"{path} is not a readable PyTorch checkpoint (damaged, or another format)") from None
     if not isinstance(obj, Mapping):
         raise ValueError(f"{path} holds a {type(obj).__name__}, not a dict of weights")
     return dict(obj)

@@ -11,6 +11,8 @@ import dataclasses
 import difflib
 import fnmatch
 import os
+import types
+import typing
 from dataclasses import dataclass
 from typing import Any
 
@@ -274,6 +276,29 @@ def list_models(pattern: str | None = None) -> list[str]:
     return [n for n in names if fnmatch.fnmatch(n, pattern)] if pattern else names
 
 
+_SIMPLE = {int: (int,), float: (int, float), str: (str,), bool: (bool,)}
+
+
+def _fits(value: Any, hint: Any) -> bool:
+    """Whether ``value`` suits a field typed ``hint`` (plain types, optionals, lists/tuples; others pass)."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_fits(value, arg) for arg in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if origin in (list, tuple):
+        return isinstance(value, (list, tuple))
+    if hint in _SIMPLE:
+        return isinstance(value, _SIMPLE[hint]) and not (hint is not bool and isinstance(value, bool))
+    return True
+
+
+def _type_name(hint: Any) -> str:
+    names = {int: "an integer", float: "a number", str: "a string", bool: "true or false", type(None): "null"}
+    args = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+    return " or ".join(names.get(a, getattr(a, "__name__", str(a))) for a in args)
+
+
 def get_spec(name: str, **overrides: Any) -> ModelSpec:
     """The zoo config ``name`` with ``overrides`` applied (e.g. ``num_segments=16``).
 
@@ -283,9 +308,12 @@ def get_spec(name: str, **overrides: Any) -> ModelSpec:
     if name not in ZOO:
         raise ValueError(f"unknown model {name!r}{_suggest(name, list(ZOO))} (see `tsm models`)")
     fields = [f.name for f in dataclasses.fields(ModelSpec)]
-    for key in overrides:
+    hints = typing.get_type_hints(ModelSpec)
+    for key, value in overrides.items():
         if key not in fields:
             raise ValueError(f"unknown model option {key!r}{_suggest(key, fields)}")
+        if not _fits(value, hints[key]):
+            raise ValueError(f"model option {key} must be {_type_name(hints[key])}, got {value!r}")
     spec = dataclasses.replace(ZOO[name], **overrides) if overrides else ZOO[name]
     if spec.backbone not in BACKBONES:
         raise ValueError(f"unknown backbone {spec.backbone!r}{_suggest(spec.backbone, list(BACKBONES))}")
