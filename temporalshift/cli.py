@@ -326,6 +326,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     if args.online:
         if args.format != "onnx":
             raise UsageError("--online exports ONNX only")
+        if args.dynamic_batch:
+            raise UsageError("--online already exports a step for any number of streams: drop --dynamic-batch")
         report = export_online_onnx(model, args.output, check=not args.no_check)
     elif args.format == "onnx":
         report = export_onnx(model, args.output, dynamic_batch=args.dynamic_batch, check=not args.no_check)

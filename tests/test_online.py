@@ -61,6 +61,18 @@ def test_online_onnx_with_explicit_caches(tmp_path):
     assert len(graph.input) == 1 + 10 and len(graph.output) == 1 + 10  # the authors cache 10 blocks
 
 
+def test_cli_export_online_makes_its_folder(tmp_path, capsys):
+    model = ts.create_model("tsm_mobilenetv2_online_1x1x8_k400", num_classes=8, input_size=64)
+    ckpt = tmp_path / "online.pt"
+    torch.save({"format": "temporalshift/1", "model_name": model.name, "model": model.state_dict(),
+                "overrides": ts.models.zoo.spec_overrides(model)}, ckpt)  # fmt: skip
+    out = tmp_path / "new" / "dir" / "step.onnx"
+    assert main(["export", "--checkpoint", str(ckpt), "--online", "-o", str(out)]) == 0
+    assert out.stat().st_size > 0 and "online step" in capsys.readouterr().out
+    assert main(["export", "--checkpoint", str(ckpt), "--online", "--dynamic-batch", "-o", str(out)]) == 2
+    assert "drop --dynamic-batch" in capsys.readouterr().err
+
+
 def test_cli_stream_a_video_file(tmp_path, numbered_videos, capsys):
     model = ts.create_model("tsm_mobilenetv2_online_1x1x8_k400", num_classes=8, input_size=64, labels="moving_digits")
     ckpt = tmp_path / "online.pt"
