@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -12,9 +13,10 @@ from pathlib import Path
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """A temporary name beside ``path`` to write to, renamed onto ``path`` when the block ends
     without an error and removed when it fails (an interrupted export or a full disk leaves the old
-    file, if any, and nothing else). ``path``'s folder is made if needed.
+    file, if any, and nothing else). ``path``'s folder is made if needed. The temporary name is
+    unique (two writers never share one) and keeps ``path``'s suffix, for writers that choose the
+    format by it (video encoders, matplotlib).
 
-    >>> import tempfile
     >>> with tempfile.TemporaryDirectory() as d, atomic_path(Path(d) / "new" / "a.txt") as tmp:
     ...     _ = tmp.write_text("done")
     """
@@ -22,7 +24,9 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     if path.is_dir():
         raise IsADirectoryError(f"{path} is a folder; name a file to write")
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
+    fd, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".part{path.suffix}", dir=path.parent)
+    os.close(fd)
+    tmp = Path(name)
     try:
         yield tmp
         os.replace(tmp, path)

@@ -2,7 +2,7 @@
 
 Every job runs in a process pool with a progress bar, is resumable (finished outputs are
 skipped) and writes atomically (a frame folder is filled under a temporary name and renamed when
-complete; a video goes through :func:`temporalshift.data.encode.atomic_path`). A failing video
+complete; a video goes through :func:`temporalshift.atomic.atomic_path`). A failing video
 is reported and counted; it never stops the others.
 """
 

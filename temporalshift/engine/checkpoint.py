@@ -11,6 +11,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from temporalshift.atomic import atomic_path
+
 FORMAT = "temporalshift/1"
 _EPOCH_FILE = re.compile(r"epoch_(\d+)\.pt$")
 
@@ -20,18 +22,10 @@ def save_atomic(obj: Any, path: str | os.PathLike[str]) -> None:
 
     A crash at any moment leaves either the old file or the new one, never half of one.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        torch.save(obj, f)
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def rng_state() -> dict[str, Any]:

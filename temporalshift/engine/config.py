@@ -20,6 +20,8 @@ from typing import Any
 
 import yaml
 
+from temporalshift.atomic import atomic_path
+
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
 
@@ -283,8 +285,5 @@ def apply_overrides(cfg: Config, overrides: list[str]) -> Config:
 
 def save_config(cfg: Config, path: str | os.PathLike[str]) -> None:
     """Write the resolved config atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.part")
-    tmp.write_text(cfg.to_yaml())
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(cfg.to_yaml())

@@ -156,6 +156,13 @@ def evaluate(
     )
 
 
+def _check_dump_path(path: Path) -> None:
+    if path.suffix not in (".pkl", ".json"):
+        raise ValueError(f"--dump must end in .json or .pkl, got {path.name}")
+    if path.is_dir():
+        raise ValueError(f"--dump {path} is a folder; name a .json or .pkl file")
+
+
 def dump_results(
     result: EvalResult, path: str | os.PathLike[str], dataset: VideoDataset | None, classes: list[str] | None
 ) -> Path:
@@ -175,8 +182,7 @@ def dump_results(
         "skipped_videos": result.skipped,
         "videos": videos,
     }
-    if path.suffix not in (".pkl", ".json"):
-        raise ValueError(f"--dump must end in .json or .pkl, got {path.name}")
+    _check_dump_path(path)
     with atomic_path(path) as tmp:  # the folder is made if needed: the evaluation is never lost to it
         if path.suffix == ".pkl":
             with open(tmp, "wb") as f:
@@ -201,10 +207,7 @@ def run_test(
     from temporalshift.models.zoo import create_model
 
     if dump is not None:  # a bad --dump is refused before the evaluation, not after it
-        if Path(dump).suffix not in (".pkl", ".json"):
-            raise ValueError(f"--dump must end in .json or .pkl, got {Path(dump).name}")
-        if Path(dump).is_dir():
-            raise ValueError(f"--dump {dump} is a folder; name a .json or .pkl file")
+        _check_dump_path(Path(dump))
         Path(dump).parent.mkdir(parents=True, exist_ok=True)
     info = init_distributed(cfg.runtime.device)
     try:

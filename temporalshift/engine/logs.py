@@ -8,6 +8,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from temporalshift.atomic import atomic_path
+
 log = logging.getLogger("temporalshift.engine")
 
 
@@ -91,8 +93,9 @@ def plot_curves(log_path: str | os.PathLike[str], png_path: str | os.PathLike[st
         fig.suptitle(title)
     fig.tight_layout()
     png_path = Path(png_path)
-    tmp = png_path.with_name(f".{png_path.name}.part.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    os.replace(tmp, png_path)
+    try:
+        with atomic_path(png_path) as tmp:
+            fig.savefig(tmp, dpi=100)
+    finally:
+        plt.close(fig)
     return png_path

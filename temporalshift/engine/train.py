@@ -59,10 +59,7 @@ class TrainResult:
 
 def build_model(cfg: Config) -> Recognizer:
     """The zoo model the recipe names, with its overrides, partial BN and fine-tuning weights."""
-    try:
-        model = create_model(cfg.model.name, num_classes=cfg.model.num_classes, **cfg.model.overrides)
-    except TypeError as exc:  # an override of the wrong type or name, caught deep in a constructor
-        raise ValueError(f"model.overrides {cfg.model.overrides} do not fit {cfg.model.name} ({exc})") from None
+    model = create_model(cfg.model.name, num_classes=cfg.model.num_classes, **cfg.model.overrides)
     model.set_partial_bn(cfg.model.partial_bn)
     if cfg.model.load_from:
         load_for_finetuning(model, cfg.model.load_from)
@@ -143,9 +140,9 @@ def _train(cfg: Config, info: DistInfo, resume: str | Path | None, auto_scale_lr
     state = None
     if resume:
         state = _last_readable_state(work_dir)
-    elif epoch_checkpoints(work_dir):
+    elif earlier := epoch_checkpoints(work_dir):
         raise ValueError(
-            f"{work_dir} already holds a run ({epoch_checkpoints(work_dir)[-1].name}); continue it with "
+            f"{work_dir} already holds a run ({earlier[-1].name}); continue it with "
             f"--resume {work_dir}, or train into another folder (--work-dir)"
         )
     if info.is_main:

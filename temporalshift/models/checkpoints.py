@@ -111,6 +111,10 @@ def _looks_like_safetensors(path: Path) -> bool:
     return len(head) == 9 and head[8:9] == b"{" and 2 <= int.from_bytes(head[:8], "little") <= path.stat().st_size
 
 
+def _damaged(path: Path) -> ValueError:
+    return ValueError(f"{path} is not a readable PyTorch checkpoint (damaged, or another format)")
+
+
 def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Read a checkpoint (``.pth``/``.pt``/``.pdparams``/``.safetensors``) with no code execution."""
     path = Path(path)
@@ -128,7 +132,7 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
         lines = [line.strip().removeprefix("WeightsUnpickler error: ") for line in str(exc).splitlines()]
         refused = [line for line in lines if "GLOBAL" in line or line.startswith("Unsupported operand")]
         if not any("GLOBAL" in line for line in refused) and not _is_pickle(path):
-            raise ValueError(f"{path} is not a readable PyTorch checkpoint (damaged, or another format)") from None
+            raise _damaged(path) from None
         reason = refused[-1].split(" was not")[0] if refused else _first_line(exc)
         raise ValueError(
             f"refusing to load {path}: it needs more than tensors to unpickle, and untrusted "
@@ -136,7 +140,7 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
         ) from None
     except (RuntimeError, EOFError, ValueError, KeyError, IndexError, TypeError, AttributeError):
         # what torch.load raises on text, truncated or random bytes: its details name no cause a user has
-        raise ValueError(f"{path} is not a readable PyTorch checkpoint (damaged, or another format)") from None
+        raise _damaged(path) from None
     if not isinstance(obj, Mapping):
         raise ValueError(f"{path} holds a {type(obj).__name__}, not a dict of weights")
     return dict(obj)

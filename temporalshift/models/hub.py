@@ -15,6 +15,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from temporalshift.atomic import atomic_path
+
 # torchvision's ImageNet weights (IMAGENET1K_V1, the ones TSM was trained from).
 IMAGENET_URLS: dict[str, str] = {
     "resnet18": "https://download.pytorch.org/models/resnet18-f37072fd.pth",
@@ -58,35 +60,30 @@ def download(url: str, dest_dir: str | os.PathLike[str] | None = None, progress:
     dest = dest_dir / name
     if dest.is_file():
         return dest
-    dest_dir.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{name}.part")
-    try:
-        with urllib.request.urlopen(url, timeout=30) as response, open(tmp, "wb") as out:
-            total = int(response.headers.get("Content-Length") or 0)
-            bar = None
-            if progress:
-                from tqdm import tqdm
+    with atomic_path(dest) as tmp:  # a failed or refused download leaves nothing behind
+        try:
+            with urllib.request.urlopen(url, timeout=30) as response, open(tmp, "wb") as out:
+                total = int(response.headers.get("Content-Length") or 0)
+                bar = None
+                if progress:
+                    from tqdm import tqdm
 
-                bar = tqdm(total=total or None, unit="B", unit_scale=True, desc=f"downloading {name}")
-            for chunk in iter(lambda: response.read(1 << 20), b""):
-                out.write(chunk)
+                    bar = tqdm(total=total or None, unit="B", unit_scale=True, desc=f"downloading {name}")
+                for chunk in iter(lambda: response.read(1 << 20), b""):
+                    out.write(chunk)
+                    if bar is not None:
+                        bar.update(len(chunk))
                 if bar is not None:
-                    bar.update(len(chunk))
-            if bar is not None:
-                bar.close()
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        if tmp.exists():
-            tmp.unlink()
-        reason = getattr(exc, "reason", exc)
-        raise OSError(
-            f"cannot download {url} ({reason}); download it by hand and put it at {dest} "
-            f"(or pass checkpoint=PATH / --checkpoint PATH)"
-        ) from None
-    expected = sha256_prefix(name)
-    if expected and not _sha256(tmp).startswith(expected):
-        tmp.unlink()
-        raise OSError(f"{url}: the download's sha256 does not start with {expected}; refusing it")
-    os.replace(tmp, dest)
+                    bar.close()
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise OSError(
+                f"cannot download {url} ({reason}); download it by hand and put it at {dest} "
+                f"(or pass checkpoint=PATH / --checkpoint PATH)"
+            ) from None
+        expected = sha256_prefix(name)
+        if expected and not _sha256(tmp).startswith(expected):
+            raise OSError(f"{url}: the download's sha256 does not start with {expected}; refusing it")
     return dest
 
 
