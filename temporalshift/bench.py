@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 import temporalshift as ts
+from temporalshift.atomic import atomic_path
 from temporalshift.models.zoo import describe, get_spec
 
 
@@ -615,6 +616,9 @@ def plot_report(r: dict[str, Any], path: str | Path) -> Path:
         axes[-1].set(title="speed-up vs default (batch 1)", xlabel="x")
     fig.suptitle(f"{r['model']} on {r['device']}")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=100)
+    finally:
+        plt.close(fig)
     return Path(path)
