@@ -32,3 +32,10 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
+    """``Path(path).write_text(text)``, whole or not at all (lists, label maps, logs)."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+    return Path(path)

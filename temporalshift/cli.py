@@ -71,12 +71,15 @@ def cmd_models(args: argparse.Namespace) -> int:
         ("params_m", "params"),
         ("gflops", "FLOPs"),
         ("top1", "top-1"),
+        ("test_views", "test views"),
         ("protocol", "published protocol"),
     ]
     print(_table(rows, columns))
     print(
         "\nparams: whole model; FLOPs: backbone only, one clip of T frames at 224x224, "
-        "1 multiply-add = 1 FLOP (mmaction2 1.x / fvcore convention)"
+        "1 multiply-add = 1 FLOP (mmaction2 1.x / fvcore convention)\n"
+        "test views: what `tsm test` and `tsm predict` run per video, clips of T frames x crops "
+        "(twice-sample doubles the clips); published protocol: mmaction2's words, its 'clips' are the T segments"
     )
     return 0
 
@@ -212,8 +215,15 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_test(args: argparse.Namespace) -> int:
     """Evaluate a checkpoint with the recipe's (or the given) test protocol."""
     from temporalshift.engine.config import load_config
-    from temporalshift.engine.evaluate import run_test
+    from temporalshift.engine.evaluate import check_dump_path, run_test
 
+    if args.clips is not None and args.clips < 1:
+        raise UsageError(f"--clips must be at least 1, got {args.clips}")
+    if args.dump:
+        try:
+            check_dump_path(Path(args.dump))
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
     cfg = load_config(args.config, args.set)
     twice = {"on": True, "off": False}.get(args.twice_sample)
     result = run_test(cfg, args.checkpoint, clips=args.clips, crops=args.crops, twice=twice, dump=args.dump)
@@ -320,14 +330,14 @@ def cmd_export(args: argparse.Namespace) -> int:
     from temporalshift.export import export_onnx, export_torchscript
     from temporalshift.online import export_online_onnx
 
+    if args.online and args.format != "onnx":
+        raise UsageError("--online exports ONNX only")
+    if args.online and args.dynamic_batch:
+        raise UsageError("--online already exports a step for any number of streams: drop --dynamic-batch")
     model = _load_model(args).eval()
     if args.reparameterize:
         model.reparameterize()
     if args.online:
-        if args.format != "onnx":
-            raise UsageError("--online exports ONNX only")
-        if args.dynamic_batch:
-            raise UsageError("--online already exports a step for any number of streams: drop --dynamic-batch")
         report = export_online_onnx(model, args.output, check=not args.no_check)
     elif args.format == "onnx":
         report = export_onnx(model, args.output, dynamic_batch=args.dynamic_batch, check=not args.no_check)

@@ -20,6 +20,10 @@ def test_models_json_lists_every_model_with_integer_counts(capsys):
     assert by_name["tsm_mobilenetv2_1x1x8_k400"]["params"] == 2_736_272
     assert all(type(r["params"]) is int and type(r["flops"]) is int for r in rows)
     assert by_name["tsm_r50_1x1x8_k400"]["top1"] == 73.18
+    # what `tsm test` runs (twice-sampled clips x ten crops), beside mmaction2's wording of it
+    assert by_name["tsm_r50_1x1x8_k400"]["test_views"] == "2 clips x 10 crops"
+    assert by_name["tsm_r50_1x1x8_k400"]["protocol"] == "8 clips x 10 crop"
+    assert by_name["tsm_r50_1x1x8_sthv2"]["test_views"] == "2 clips x 3 crops"
 
 
 def test_models_table_with_pattern(capsys):

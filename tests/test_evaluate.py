@@ -49,6 +49,24 @@ def test_cli_test_with_views_and_dumps(trained, tmp_path, capsys):
         assert pickle.load(f)["num_videos"] == 24
 
 
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--clips", "0"], "--clips must be at least 1, got 0"),
+        (["--dump", "scores.txt"], "--dump must end in .json or .pkl, got scores.txt"),
+        (["--dump", "d.json"], "--dump d.json is a folder"),
+    ],
+)
+def test_bad_options_are_usage_errors_before_any_work(trained, tmp_path, capsys, monkeypatch, extra, message):
+    recipe, ckpt = trained
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "d.json").mkdir()
+    assert main(["test", str(recipe), str(ckpt), *extra]) == 2
+    err = capsys.readouterr().err
+    assert "tsm test: error:" in err and message in err and "Traceback" not in err
+    assert not (tmp_path / "scores.txt").exists()
+
+
 def test_unreadable_videos_are_reported_and_left_out(trained, tmp_path, capsys):
     recipe, ckpt = trained
     from temporalshift.engine.config import load_config

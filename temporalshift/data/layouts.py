@@ -28,6 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from temporalshift.atomic import write_text_atomic
 from temporalshift.data.datasets import sthv2_template_label
 
 Row = tuple[str, int, int | None]
@@ -207,9 +208,9 @@ def write_layout(layout: Layout, dataset: str, out_dir: str | Path) -> dict[str,
     for split, rows in layout.splits.items():
         path = out_dir / f"{dataset}_{split}_list_{kind}.txt"
         lines = [f"{p} {n} {label}" if n is not None else f"{p} {label}" for p, label, n in rows]
-        path.write_text("\n".join(lines) + ("\n" if lines else ""))
+        write_text_atomic(path, "\n".join(lines) + ("\n" if lines else ""))
         written[split] = path
     label_map = out_dir / f"{dataset}_label_map.txt"
-    label_map.write_text("\n".join(layout.classes) + "\n")
+    write_text_atomic(label_map, "\n".join(layout.classes) + "\n")
     written["label_map"] = label_map
     return written

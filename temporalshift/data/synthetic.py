@@ -28,6 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from temporalshift.atomic import write_text_atomic
 from temporalshift.data.encode import write_video
 
 CLASSES: tuple[str, ...] = (
@@ -147,7 +148,7 @@ def make_moving_digits(
         _refuse_foreign_files(root, [*_LISTS, *(_video_name(s, label, i) for s, label, i in jobs)])
         root.mkdir(parents=True, exist_ok=True)
         # Claim the folder before the first video, so an interrupted run can be resumed.
-        manifest.write_text(json.dumps(wanted, indent=1))
+        write_text_atomic(manifest, json.dumps(wanted, indent=1))
     digits = _digits()
     cut = int(len(digits) * 0.8)  # held-out handwriting for testing
     pools = {"train": digits[:cut], "val": digits[:cut], "test": digits[cut:]}
@@ -171,9 +172,9 @@ def make_moving_digits(
     out = {}
     for split in SPLITS:
         out[split] = root / f"{split}.txt"
-        out[split].write_text("\n".join(lists[split]) + "\n")
+        write_text_atomic(out[split], "\n".join(lists[split]) + "\n")
     out["classes"] = root / "classes.txt"
-    out["classes"].write_text("\n".join(CLASSES) + "\n")
+    write_text_atomic(out["classes"], "\n".join(CLASSES) + "\n")
     return out
 
 

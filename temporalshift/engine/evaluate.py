@@ -156,7 +156,8 @@ def evaluate(
     )
 
 
-def _check_dump_path(path: Path) -> None:
+def check_dump_path(path: Path) -> None:
+    """Refuse a --dump name that cannot take the results, before the evaluation runs."""
     if path.suffix not in (".pkl", ".json"):
         raise ValueError(f"--dump must end in .json or .pkl, got {path.name}")
     if path.is_dir():
@@ -182,7 +183,7 @@ def dump_results(
         "skipped_videos": result.skipped,
         "videos": videos,
     }
-    _check_dump_path(path)
+    check_dump_path(path)
     with atomic_path(path) as tmp:  # the folder is made if needed: the evaluation is never lost to it
         if path.suffix == ".pkl":
             with open(tmp, "wb") as f:
@@ -207,7 +208,7 @@ def run_test(
     from temporalshift.models.zoo import create_model
 
     if dump is not None:  # a bad --dump is refused before the evaluation, not after it
-        _check_dump_path(Path(dump))
+        check_dump_path(Path(dump))
         Path(dump).parent.mkdir(parents=True, exist_ok=True)
     info = init_distributed(cfg.runtime.device)
     try:

@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from temporalshift.atomic import atomic_path
+from temporalshift.atomic import atomic_path, write_text_atomic
 
 log = logging.getLogger("temporalshift.engine")
 
@@ -44,7 +44,7 @@ class RunLog:
         if not self.enabled or not self.path.exists():
             return
         keep = [line for line in self.path.read_text().splitlines() if json.loads(line).get("epoch", 0) < epoch]
-        self.path.write_text("".join(line + "\n" for line in keep))
+        write_text_atomic(self.path, "".join(line + "\n" for line in keep))
 
     def close(self) -> None:
         if self.writer is not None:

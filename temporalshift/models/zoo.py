@@ -446,7 +446,18 @@ def describe(name: str) -> dict[str, Any]:
         "top5": pub.top5 if pub else None,
         "protocol": pub.protocol if pub else None,
         "source": pub.source if pub else None,
+        "test_views": _test_views(spec),
     }
+
+
+_CROPS_PER_CLIP = {"center": 1, "three": 3, "ten": 10, "full": 1}
+
+
+def _test_views(spec: ModelSpec) -> str:
+    """What `tsm test` and `tsm predict` run per video: clips (twice-sample doubles them) x crops."""
+    clips = spec.test_clips * (2 if spec.twice_sample else 1)
+    crops = _CROPS_PER_CLIP[spec.test_crops]
+    return f"{clips} clip{'s' * (clips > 1)} x {crops} crop{'s' * (crops > 1)}"
 
 
 def spec_overrides(model: nn.Module) -> dict[str, Any]:
