@@ -10,6 +10,7 @@ import argparse
 import json
 import re
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -251,7 +252,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
     found, out = convert_checkpoint(args.src, args.dst, args.format)
     print(f"recognised {found.describe()}")
-    for note in found.notes:
+    for note in [*found.notes, *found.assumptions]:
         print(f"  note: {note}")
     print(f"wrote {out} ({len(found.state_dict)} tensors): temporalshift.load_checkpoint({str(out)!r})")
     return 0
@@ -614,6 +615,10 @@ def _subcommand_parser(parser: argparse.ArgumentParser, argv: Sequence[str] | No
         words = words[words.index(word) + 1 :]
 
 
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ARG001
+    print(f"warning: {message}", file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``tsm``; returns the exit code."""
     parser = build_parser()
@@ -624,7 +629,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     tune_cpu_allocator()  # activations reuse freed memory instead of page-faulting in every call
     name = " ".join(filter(None, (args.command, getattr(args, "step", None))))  # "prepare digits"
     try:
-        return func(args)
+        with warnings.catch_warnings():
+            if not args.debug:  # a warning is one line, like an error: no source line of ours
+                warnings.showwarning = _one_line_warning
+            return func(args)
     except UsageError as exc:
         if args.debug:
             raise

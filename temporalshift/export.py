@@ -8,9 +8,11 @@ so ``tsm predict --onnx`` can rebuild the preprocessing and class names from the
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,6 +43,22 @@ def _example(model: nn.Module, batch: int = 1, seed: int = 0) -> torch.Tensor:
     return torch.randn(batch, spec.num_segments, 3, spec.input_size, spec.input_size, generator=g)
 
 
+def _in_eval_mode(export: Callable) -> Callable:
+    """Exports trace the model in eval mode and leave it in the mode it was in (a model being trained
+    stays in training)."""
+
+    @functools.wraps(export)
+    def wrapper(model: nn.Module, *args, **kwargs):
+        was_training = model.training
+        try:
+            return export(model.eval(), *args, **kwargs)
+        finally:
+            model.train(was_training)
+
+    return wrapper
+
+
+@_in_eval_mode
 def export_onnx(
     model: nn.Module,
     path: str | os.PathLike[str],
@@ -54,7 +72,6 @@ def export_onnx(
         import onnx
     except ImportError:
         raise ValueError("ONNX export needs `pip install temporalshift[export]` (onnx, onnxruntime)") from None
-    model = model.eval()
     path = Path(path)
     example = _example(model)
     axes = {"clip": {0: "batch"}, "logits": {0: "batch"}} if dynamic_batch else None
@@ -116,11 +133,11 @@ def load_onnx(path: str | os.PathLike[str], spin: bool = True):
     return session, get_spec(info["model_name"], **info["overrides"])
 
 
+@_in_eval_mode
 def export_torchscript(
     model: nn.Module, path: str | os.PathLike[str], check: bool = True, tolerance: float = 1e-4
 ) -> ExportReport:
     """Trace ``model`` to TorchScript (batch size stays free) and compare it with PyTorch."""
-    model = model.eval()
     path = Path(path)
     with torch.no_grad(), warnings.catch_warnings():
         # torch 2.14 marks TorchScript deprecated; it is still what many C++/mobile runtimes load.

@@ -26,7 +26,7 @@ from torch import Tensor, nn
 
 from temporalshift.models.backbones.non_local import NonLocalBlock
 from temporalshift.models.recognizer import Recognizer
-from temporalshift.ops.shift import TemporalShift, inference_fast_path
+from temporalshift.ops.shift import TemporalShift, consumable_inputs, inference_fast_path
 
 ENGINES = ("auto", "torch", "onnxruntime")
 
@@ -81,6 +81,16 @@ def _online_copy(model: Recognizer) -> tuple[Recognizer, list[CachedShift]]:
                 f"{m.direction!r}: use e.g. tsm_mobilenetv2_online_1x1x8_k400 or train with "
                 "model.overrides.shift_direction=right"
             )
+        if isinstance(m, TemporalShift) and m.padding != "zero":
+            raise ValueError(
+                f"{m.padding} padding wraps a clip's last frame around to its first; a stream has no last "
+                "frame, so only shift_padding='zero' runs online"
+            )
+        if isinstance(m, TemporalShift) and m.num_segments != model.num_segments:
+            raise ValueError(
+                f"the shifts see groups of {m.num_segments} frames (shift_segments) within clips of "
+                f"{model.num_segments}; a stream is one unbroken sequence, so it cannot run online"
+            )
         if isinstance(m, NonLocalBlock) or getattr(m, "temporal_pool", False):
             raise ValueError("non-local blocks and temporal pooling look at whole clips: they cannot run online")
     online = copy.deepcopy(model).eval()
@@ -116,6 +126,8 @@ class OnlineRecognizer:
     ) -> None:
         if engine not in ENGINES:
             raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
+        if window < 1:
+            raise ValueError(f"window must be at least 1 frame, got {window}")
         on_cpu = all(p.device.type == "cpu" for p in model.parameters())
         if engine == "auto":
             engine = "onnxruntime" if on_cpu and onnxruntime_installed() else "torch"
@@ -165,6 +177,10 @@ class OnlineRecognizer:
     def step(self, frame: Tensor) -> Tensor:
         """Logits of one normalized frame ``(3, H, W)`` -> ``(K,)``, or of a batch of streams
         ``(N, 3, H, W)`` -> ``(N, K)``."""
+        if frame.dim() not in (3, 4):
+            raise ValueError(
+                f"step takes one frame (3, H, W) or one frame per stream (N, 3, H, W), got shape {tuple(frame.shape)}"
+            )
         single = frame.dim() == 3
         x = frame[None] if single else frame
         if self.session is not None:
@@ -175,7 +191,8 @@ class OnlineRecognizer:
                 self._frames_shape = tuple(x.shape)
             if getattr(self.model, "channels_last", False):  # as Recognizer.forward does for clips
                 x = x.contiguous(memory_format=torch.channels_last)
-            logits = self.model.head(self.model.backbone(x), x.shape[0])
+            with consumable_inputs():  # a private copy of the model: nobody else sees its activations
+                logits = self.model.head(self.model.backbone(x), x.shape[0])
         if single:
             logits = logits[0]
         self.recent.append(logits.softmax(-1))
@@ -246,7 +263,7 @@ def export_online_onnx(
     spec = model.spec
     height, width = frame_size or (spec.input_size, spec.input_size)
     frame = torch.randn(1, 3, height, width)
-    step = OnlineStep(model.eval(), frame).eval()
+    step = OnlineStep(model, frame).eval()  # a copy (the caller's model keeps its mode)
     state = step.initial_state()
     names = [f"cache_{i}" for i in range(len(state))]
     with torch.no_grad(), warnings.catch_warnings():

@@ -27,16 +27,16 @@ def _fold_batchnorms(module: nn.Module) -> None:
     """Replace (conv, bn) pairs by the folded conv and an identity, where the wiring is known."""
     from temporalshift.models.backbones.resnet import BasicBlock, Bottleneck, ResNet
 
-    for m in list(module.modules()):
-        if isinstance(m, ResNet):
+    for m in list(module.modules()):  # a BN already folded is an nn.Identity: left alone
+        if isinstance(m, ResNet) and isinstance(m.bn1, nn.BatchNorm2d):
             m.conv1, m.bn1 = fuse_conv_bn_eval(m.conv1, m.bn1), nn.Identity()
         elif isinstance(m, (Bottleneck, BasicBlock)):
             for i in (1, 2, 3):
                 conv, bn = getattr(m, f"conv{i}", None), getattr(m, f"bn{i}", None)
-                if conv is not None:
+                if conv is not None and isinstance(bn, nn.BatchNorm2d):
                     setattr(m, f"conv{i}", fuse_conv_bn_eval(conv, bn))
                     setattr(m, f"bn{i}", nn.Identity())
-            if m.downsample is not None:
+            if isinstance(m.downsample, nn.Sequential) and isinstance(m.downsample[1], nn.BatchNorm2d):
                 m.downsample = fuse_conv_bn_eval(m.downsample[0], m.downsample[1])
         elif isinstance(m, nn.Sequential) and len(m) >= 2:
             # torchvision's Conv2dNormActivation and MobileNetV2's (conv, bn) tails
@@ -114,7 +114,11 @@ def optimize_for_inference(model: nn.Module, channels_last: bool = True) -> nn.M
     >>> sum(isinstance(m, torch.nn.BatchNorm2d) for m in fast.modules())
     0
     """
+    from temporalshift.ops.fused import FusedConv2d
+
     fast = copy.deepcopy(model).eval()
+    if any(isinstance(m, FusedConv2d) for m in fast.modules()):  # already the fast form
+        return to_channels_last(fast) if channels_last else fast
     if hasattr(fast, "reparameterize"):
         fast.reparameterize()
     _fold_batchnorms(fast)

@@ -114,17 +114,18 @@ class Predictor:
             spec = getattr(model, "spec", None)
             if spec is None:
                 raise ValueError("the model has no .spec; build it with temporalshift.create_model")
-            self.model = model.eval()
-            if fast:
+            if fast:  # a copy in eval mode: the caller's model is left as it was
                 from temporalshift.performance import optimize_for_inference
 
-                self.model = optimize_for_inference(self.model)
+                self.model = optimize_for_inference(model)
+            else:  # the model itself, switched to eval mode
+                self.model = model.eval()
         self.spec: ModelSpec = spec
         self.names = class_names(labels, spec.num_classes, spec.labels)
         self.sampling = SamplingSpec(
             mode=spec.sampling,
             num_segments=spec.num_segments,
-            test_clips=clips or spec.test_clips,
+            test_clips=spec.test_clips if clips is None else clips,
             twice_sample=spec.twice_sample if twice_sample is None else twice_sample,
         )
         size = spec.input_size
@@ -161,6 +162,7 @@ class Predictor:
                           [int(i) for i in order], indices.tolist(), timings)  # fmt: skip
 
     def __call__(self, source: str, topk: int = 5) -> Prediction:
+        _check_topk(topk)
         t0 = time.perf_counter()
         try:
             views, indices = self.load(source)
@@ -188,8 +190,14 @@ class _Videos(torch.utils.data.Dataset):
             return i, None, str(exc), time.perf_counter() - t0
 
 
+def _check_topk(topk: int) -> None:
+    if topk < 1:
+        raise ValueError(f"topk must be at least 1, got {topk}")
+
+
 def predict_many(predictor: Predictor, paths: list[str], topk: int = 5, workers: int = 1, progress: bool = True):
     """Yield a :class:`Prediction` per path, in order, decoding in ``workers`` processes."""
+    _check_topk(topk)
     loader = torch.utils.data.DataLoader(_Videos(paths, predictor), batch_size=None, num_workers=workers)
     bar = None
     if progress and len(paths) > 1:
@@ -223,11 +231,12 @@ def predict(
     ``source`` is a file, a folder, a glob or a list of them; ``options`` go to :class:`Predictor`
     (``clips``, ``crops``, ``twice_sample``, ``backend``, ``fast``).
     """
+    _check_topk(topk)
     predictor = Predictor(model, onnx, labels, **options)
-    single = isinstance(source, (str, os.PathLike)) and Path(source).is_file()
-    if single:
-        return predictor(str(source), topk)
-    return list(predict_many(predictor, expand_sources(source), topk, workers=0, progress=False))
+    paths = expand_sources(source)
+    if isinstance(source, (str, os.PathLike)) and paths == [str(source)]:  # one file (a missing one fails alone)
+        return predictor(paths[0], topk)
+    return list(predict_many(predictor, paths, topk, workers=0, progress=False))
 
 
 def annotate_video(source: str, out_path: str | os.PathLike[str], prediction: Prediction, k: int = 3) -> Path:

@@ -36,9 +36,11 @@ def test_onnx_parity_for_the_published_models(name, tmp_path):
 
 
 def test_torchscript_parity_and_free_batch(tmp_path):
-    model = _nontrivial(ts.create_model("tsm_mobilenetv2_1x1x8_k400", num_classes=12))
-    report = export_torchscript(model, tmp_path / "m.pt")
+    model = _nontrivial(ts.create_model("tsm_mobilenetv2_1x1x8_k400", num_classes=12)).train()
+    report = export_torchscript(model, tmp_path / "m.pt")  # traced in eval mode...
     assert report.max_abs_diff <= 1e-4
+    assert model.training  # ...and a model being trained is left training
+    model.eval()
     loaded = torch.jit.load(str(tmp_path / "m.pt"))
     clip = torch.randn(3, 8, 3, 64, 64)
     torch.testing.assert_close(loaded(clip), model(clip), atol=1e-4, rtol=1e-4)

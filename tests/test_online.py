@@ -42,11 +42,21 @@ def test_online_equals_offline_frame_by_frame(name, overrides):
     assert rec.smoothed().shape == (10,)
 
 
-def test_bidirectional_models_cannot_run_online():
+def test_models_a_stream_cannot_reproduce_are_refused():
     with pytest.raises(ValueError, match="needs a uni-directional model"):
         OnlineRecognizer(ts.create_model("tsm_mobilenetv2_1x1x8_k400"))
     with pytest.raises(ValueError, match="no temporal shift"):
         OnlineRecognizer(ts.create_model("tsn_mobilenetv2_1x1x8_k400"))
+    online = "tsm_mobilenetv2_online_1x1x8_k400"
+    with pytest.raises(ValueError, match="only shift_padding='zero' runs online"):  # it would wrap the future in
+        OnlineRecognizer(ts.create_model(online, num_segments=4, shift_padding="circulant"), engine="torch")
+    with pytest.raises(ValueError, match="groups of 2 frames"):
+        OnlineRecognizer(ts.create_model(online, shift_segments=2), engine="torch")
+    with pytest.raises(ValueError, match="window must be at least 1"):
+        OnlineRecognizer(ts.create_model(online), window=0, engine="torch")
+    rec = OnlineRecognizer(ts.create_model(online), engine="torch")
+    with pytest.raises(ValueError, match=r"one frame \(3, H, W\) or one frame per stream"):
+        rec.step(torch.zeros(1, 8, 3, 32, 32))  # a clip is not a frame
 
 
 def test_online_onnx_with_explicit_caches(tmp_path):

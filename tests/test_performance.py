@@ -187,3 +187,21 @@ def test_the_fallback_test_left_the_fused_path_on():
     import temporalshift.ops.fused as fused
 
     assert fused._HAVE_ONEDNN == fused._onednn_ops_exist()
+
+
+@pytest.mark.parametrize(("name", "kw"), [CASES[1], CASES[5], CASES[6], CASES[7]])
+def test_optimizing_twice_changes_nothing_and_flops_count_as_the_plain_model(name, kw):
+    model = _model(name, kw)
+    clip = torch.randn(1, model.num_segments, 3, 64, 64)
+    fast = ts.optimize_for_inference(model)
+    again = ts.optimize_for_inference(fast)  # already the fast form: a copy of it
+    with torch.inference_mode():
+        torch.testing.assert_close(again(clip), fast(clip), rtol=0, atol=0)
+    # the fused convolutions hide nothing from the counter: the plain model's FLOPs less its BNs' (2 per value)
+    bn_values = []
+    hooks = [m.register_forward_hook(lambda m, i, o: bn_values.append(o.numel()))
+             for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]  # fmt: skip
+    plain = ts.count_flops(model, clip)
+    for hook in hooks:
+        hook.remove()
+    assert ts.count_flops(fast, clip) == ts.count_flops(again, clip) == plain - 2 * sum(bn_values)

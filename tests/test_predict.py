@@ -44,6 +44,15 @@ def test_predict_api_returns_prediction_objects(digits_checkpoint, numbered_vide
     assert np.allclose(fast.scores(views), plain.scores(views), atol=1e-5)
     many = ts.predict([numbered_videos["mp4"], numbered_videos["mkv"]], model=model)
     assert [p.ok for p in many] == [True, True]
+    missing = ts.predict(numbered_videos["mp4"].parent / "nope.mp4", model=model)  # one file: one result
+    assert isinstance(missing, ts.Prediction) and not missing.ok and "nope.mp4" in missing.error
+    model.train()
+    Predictor(model)  # the fast form is a copy: the caller's model keeps its mode
+    assert model.training
+    model.eval()
+    for bad, message in (({"topk": 0}, "topk must be at least 1, got 0"), ({"clips": 0}, "test_clips must be >= 1")):
+        with pytest.raises(ValueError, match=message):
+            ts.predict(numbered_videos["mp4"], model=model, **bad)
 
 
 def test_cli_predict_file_and_folder_with_a_corrupt_video(digits_checkpoint, numbered_videos, tmp_path, capsys):

@@ -5,6 +5,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from temporalshift import TemporalShift, temporal_shift
+from temporalshift.ops.shift import consumable_inputs
 
 
 def _clip(n=1, t=4, c=8, hw=1, dtype=torch.float64):
@@ -99,10 +100,12 @@ class _AllocationWatcher(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
-        inputs = [a for a in args if isinstance(a, torch.Tensor)]
+        inputs = [a for a in args if isinstance(a, torch.Tensor) and a.layout == torch.strided]  # not oneDNN's
         bases = {a.untyped_storage().data_ptr() for a in inputs}
         for o in out if isinstance(out, (tuple, list)) else [out]:
-            if isinstance(o, torch.Tensor) and o.untyped_storage().data_ptr() not in bases:
+            if not isinstance(o, torch.Tensor) or o.layout != torch.strided:
+                continue
+            if o.untyped_storage().data_ptr() not in bases:
                 self.sizes.append(o.numel())
         return out
 
@@ -119,6 +122,15 @@ def test_inplace_writes_into_its_input_and_allocates_no_full_size_copy():
     with _AllocationWatcher() as watcher:
         temporal_shift(torch.randn_like(x), 8)
     assert max(watcher.sizes) == x.numel()  # the naive version does copy
+
+
+def test_bad_settings_are_refused_when_the_module_is_built():
+    with pytest.raises(ValueError, match="num_segments must be >= 1, got 0"):
+        TemporalShift(0)
+    with pytest.raises(ValueError, match="shift_div must be >= 2"):
+        TemporalShift(4, shift_div=0)
+    with pytest.raises(TypeError, match="num_segments must be an integer, got 4.0"):
+        temporal_shift(torch.zeros(8, 8), 4.0)
 
 
 def test_inplace_refuses_to_corrupt_a_tensor_autograd_still_needs():
@@ -181,9 +193,11 @@ def test_inference_fast_path_shifts_in_place_and_restores_the_input(direction, p
     assert seen["ptr"] == x.data_ptr()  # no copy: fn saw x itself, shifted
     assert torch.equal(out, temporal_shift(before, 4, 4, direction, padding) * 2)
     assert torch.equal(x, before)  # and x is back as it was
-    with torch.inference_mode():
+    with torch.inference_mode(), consumable_inputs():
         owned = shift.shift_owned(x.clone())
     assert torch.equal(owned, temporal_shift(before, 4, 4, direction, padding))
+    with torch.inference_mode():  # outside consumable_inputs: a shifted copy, x left alone
+        assert torch.equal(shift.shift_owned(x), owned) and torch.equal(x, before)
     y = shift.call_shifted(x, fn)  # with autograd on: the ordinary out-of-place path
     assert seen["ptr"] != x.data_ptr() and torch.equal(y, out)
 
@@ -212,12 +226,15 @@ def test_shifted_residual_matches_the_plain_block_in_place_or_through_a_copy(
     trained = shifted_residual(kept, shift, conv, rest, identity)  # autograd on: x is kept
     assert torch.allclose(trained, expected, atol=1e-6) and torch.equal(kept, x)
     owned = x.clone()
-    with torch.inference_mode():
+    with torch.inference_mode(), consumable_inputs():
         fast = shifted_residual(owned, shift, conv, rest, identity)
     assert torch.allclose(fast, expected, atol=1e-6)
     assert torch.equal(
         owned, x if small else temporal_shift(x, frames, 4, direction, padding)
     )  # consumed: left shifted
+    with torch.inference_mode():  # outside consumable_inputs (a block called on its own): x kept
+        assert torch.allclose(shifted_residual(kept, shift, conv, rest, identity), expected, atol=1e-6)
+    assert torch.equal(kept, x)
 
 
 @pytest.mark.parametrize("direction", ["bidirectional", "left", "right", "bidirectional_reversed"])
@@ -256,6 +273,67 @@ def test_models_give_the_same_outputs_with_and_without_the_fast_path():
         with torch.inference_mode():
             fast = model(clip)
         torch.testing.assert_close(fast, slow.detach(), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("fast", [False, True])
+@pytest.mark.parametrize(
+    "name, kw",
+    [
+        ("tsm_r50_1x1x8_k400", {"backbone": "resnet18", "width": 16}),
+        ("tsm_r50_1x1x8_k400", {"width": 16, "shift_place": "block"}),
+        ("tsm_mobilenetv2_1x1x8_k400", {}),
+        ("tsm_mobileones4_1x1x16_k400", {"backbone": "mobileone_s0"}),
+    ],
+)
+def test_inference_keeps_what_hooks_hold_and_blocks_called_alone_keep_their_input(name, kw, fast, monkeypatch):
+    """Blocks overwrite their inputs in inference only inside the model's own forward and only while
+    no hook can hold an activation (feature extraction with forward hooks under no_grad)."""
+    import temporalshift as ts
+    import temporalshift.ops.shift as shift_ops
+
+    monkeypatch.setattr(shift_ops, "_COPY_MAX_NUMEL", 0)  # every input large enough to be consumed
+    torch.manual_seed(0)
+    model = ts.create_model(name, **kw).eval()
+    if fast:
+        model = ts.optimize_for_inference(model)
+    clip = torch.randn(1, model.num_segments, 3, 64, 64)
+    with torch.no_grad():
+        expected = model(clip)
+    held, inputs = [], {}
+    blocks = [m for m in model.backbone.modules() if getattr(m, "shift", None) is not None]
+    hooks = [b.register_forward_hook(lambda m, i, o: held.append((o, o.clone()))) for b in blocks]
+    hooks += [b.register_forward_pre_hook(lambda m, i: inputs.__setitem__(m, i[0].clone())) for b in blocks]
+    with torch.no_grad():
+        torch.testing.assert_close(model(clip), expected, rtol=1e-5, atol=1e-6)
+    assert held and all(torch.equal(o, copy) for o, copy in held)  # no later block wrote over them
+    for hook in hooks:
+        hook.remove()
+    for block in blocks:  # each called on its own, on the input it had in the model
+        x = inputs[block].clone()
+        with torch.no_grad():
+            block(x)
+        assert torch.equal(x, inputs[block])
+
+
+@pytest.mark.parametrize("fast", [False, True])
+def test_an_unwatched_model_still_consumes_its_activations(fast):
+    """The guard above costs nothing without hooks: less memory allocated than with a (no-op) hook."""
+    import temporalshift as ts
+
+    model = ts.create_model("tsm_r50_1x1x8_k400", width=16).eval()
+    model = ts.optimize_for_inference(model) if fast else model
+    clip = torch.randn(1, 8, 3, 96, 96)
+    with torch.no_grad():
+        model(clip)  # the fast form packs its weights on the first call
+    allocated = []
+    for hooked in (False, True):
+        hook = model.backbone.layer1.register_forward_hook(lambda m, i, o: None) if hooked else None
+        with torch.no_grad(), _AllocationWatcher() as watcher:
+            model(clip)
+        allocated.append(sum(watcher.sizes))
+        if hook is not None:
+            hook.remove()
+    assert allocated[0] < allocated[1], allocated
 
 
 @pytest.mark.parametrize("direction", ["bidirectional", "right", "bidirectional_reversed"])

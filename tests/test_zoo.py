@@ -133,6 +133,40 @@ def test_overrides_and_helpful_errors():
         ts.create_model("tsm_mobilenetv2_1x1x8_k400", temporal_pool=True)
 
 
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"num_segments": 0}, "num_segments must be at least 1, got 0"),
+        ({"shift_every": 0}, "shift_every must be at least 1, got 0"),
+        ({"shift_div": -1}, "shift_div must be at least 0, got -1"),
+        ({"shift_div": 1}, "at least 2 for a bidirectional shift"),
+        ({"shift_segments": 0}, "shift_segments must be at least 1"),
+        ({"shift_segments": 3}, "shift_segments=3 must divide num_segments=8"),
+        ({"temporal_pool": True, "num_segments": 3}, "num_segments must be even, got 3"),
+        ({"dropout": -0.1}, r"dropout must be in \[0, 1\), got -0.1"),
+        ({"width": 0}, "width must be at least 1"),
+        ({"num_classes": -3}, "num_classes must be at least 1, got -3"),
+        ({"input_size": -1}, "input_size must be at least 32"),
+        ({"sampling": "foo"}, "sampling must be one of segment, dense, got 'foo'"),
+        ({"shift_place": "foo"}, "shift_place must be one of blockres, block"),
+        ({"shift_direction": "up"}, "shift_direction must be one of"),
+    ],
+)
+def test_option_values_no_model_can_have_are_refused_before_building(options, message):
+    with pytest.raises(ValueError, match=message):
+        ts.create_model("tsm_r50_1x1x8_k400", **options)
+
+
+def test_bad_names_and_clips_get_clear_errors():
+    with pytest.raises(TypeError, match="model name must be a string, got int"):
+        ts.create_model(5)
+    model = ts.create_model("tsm_mobilenetv2_1x1x8_k400")
+    with pytest.raises(TypeError, match="float clip"):
+        model(torch.zeros(1, 8, 3, 32, 32, dtype=torch.uint8))
+    with pytest.raises(ValueError, match="no clip"):
+        model(torch.zeros(0, 8, 3, 32, 32))
+
+
 def test_checkpoint_round_trip_and_strict_mismatch(tmp_path):
     torch.manual_seed(0)
     model = ts.create_model("tsm_mobilenetv2_1x1x8_k400", num_classes=5).eval()

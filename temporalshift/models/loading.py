@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,8 @@ class Recognised:
     model_name: str
     overrides: dict[str, Any]
     notes: list[str]
+    # what the file does not say and we had to assume (load_checkpoint warns about each)
+    assumptions: list[str] = dataclasses.field(default_factory=list)
 
     def describe(self) -> str:
         changes = ", ".join(f"{k}={v}" for k, v in self.overrides.items())
@@ -62,7 +65,8 @@ def _pick_zoo_entry(arch: dict[str, Any], filename: str) -> str:
         return (
             s.is_tsn != (not shift),
             dataset is not None and s.labels != dataset,
-            s.num_segments != arch.get("num_segments", s.num_segments),
+            s.num_segments != arch.get("num_segments", 8),  # unsaid: the zoo's usual 8
+            s.shift_direction != arch.get("shift_direction", "bidirectional"),
             s.num_classes != arch.get("num_classes", s.num_classes),
             name,
         )
@@ -111,10 +115,17 @@ def recognise(path: str | os.PathLike[str]) -> Recognised:
         for k in _ARCH_FIELDS
         if k in arch and getattr(spec, k) != arch[k] and not (k == "width" and arch[k] == 64)
     }
-    notes = list(converted.notes)
+    assumptions = []
     if converted.layout in ("authors", "mmaction2") and "num_segments" not in hints_from_filename(path.name):
-        notes.append(f"the file does not say its number of segments: assuming {spec.num_segments}")
-    return Recognised(path, converted.layout, converted.state_dict, name, overrides, notes)
+        assumptions.append(f"the file does not say its number of segments: assuming {spec.num_segments}")
+    if converted.layout == "temporalshift":  # a bare state dict: the keys are the same for TSN and TSM
+        assumptions.append(
+            f"{path.name} is a bare state dict, which does not say its segments, shift or direction: "
+            f"assuming {name} ({spec.num_segments} segments, "
+            + ("no shift" if spec.is_tsn else f"shift 1/{spec.shift_div} {spec.shift_direction}")
+            + "); to choose, name the model: create_model(NAME, checkpoint=PATH) or --model NAME"
+        )
+    return Recognised(path, converted.layout, converted.state_dict, name, overrides, list(converted.notes), assumptions)
 
 
 def _check_compatible(model: Recognizer, found: Recognised) -> None:
@@ -165,6 +176,8 @@ def load_checkpoint(path: str | os.PathLike[str], model: Recognizer | None = Non
         from temporalshift.models.zoo import create_model
 
         found = recognise(path)
+        for assumption in found.assumptions:
+            warnings.warn(assumption, stacklevel=3)  # the caller of ts.load_checkpoint
         model = create_model(found.model_name, **{**found.overrides, **overrides})
     load_into(model, path)
     return model

@@ -11,9 +11,18 @@ import torch
 from torch import Tensor, nn
 
 from temporalshift.models.backbones.non_local import NonLocalBlock
-from temporalshift.ops.shift import TemporalShift
+from temporalshift.ops.shift import TemporalShift, consumable_inputs, inference_fast_path
 
 _NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+
+
+def _watched(backbone: nn.Module) -> bool:
+    """Whether a forward hook (or pre-hook) may keep a backbone's activation: then no block may
+    overwrite its input, which such a hook can hold (feature extraction). About 0.1 ms per call."""
+    hooks = nn.modules.module
+    if getattr(hooks, "_global_forward_hooks", None) or getattr(hooks, "_global_forward_pre_hooks", None):
+        return True
+    return any(m._forward_hooks or m._forward_pre_hooks for m in backbone.modules())
 
 
 class ClsHead(nn.Module):
@@ -84,6 +93,13 @@ class Recognizer(nn.Module):
     def forward(self, clip: Tensor) -> Tensor:
         if clip.dim() != 5:
             raise ValueError(f"expected a clip batch (N, T, C, H, W), got a tensor of shape {tuple(clip.shape)}")
+        if not clip.is_floating_point():
+            raise TypeError(
+                f"expected a float clip (normalized frames), got {clip.dtype}; "
+                "temporalshift.data.transforms.normalize makes one"
+            )
+        if clip.shape[0] == 0:
+            raise ValueError("the batch holds no clip (N=0)")
         if self.temporal and clip.shape[1] != self.num_segments:
             raise ValueError(
                 f"this model models time over clips of {self.num_segments} frames, "
@@ -92,7 +108,11 @@ class Recognizer(nn.Module):
         frames = clip.flatten(0, 1)
         if self.channels_last:
             frames = frames.contiguous(memory_format=torch.channels_last)
-        features = self.backbone(frames)
+        if inference_fast_path() and not _watched(self.backbone):
+            with consumable_inputs():  # each block may overwrite its input, nobody else reads it
+                features = self.backbone(frames)
+        else:
+            features = self.backbone(frames)
         return self.head(features, clip.shape[0])
 
     def train(self, mode: bool = True) -> Recognizer:

@@ -21,9 +21,10 @@ from torch import nn
 
 from temporalshift.models.backbones.mobilenetv2 import MobileNetV2
 from temporalshift.models.backbones.mobileone import MOBILEONE_ARCHS, MobileOne
-from temporalshift.models.backbones.resnet import RESNET_DEPTHS, ResNet
+from temporalshift.models.backbones.resnet import RESNET_DEPTHS, SHIFT_PLACES, ResNet
 from temporalshift.models.complexity import count_flops, count_params
 from temporalshift.models.recognizer import Recognizer
+from temporalshift.ops.shift import DIRECTIONS, PADDINGS
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -305,6 +306,8 @@ def get_spec(name: str, **overrides: Any) -> ModelSpec:
     >>> get_spec("tsm_r50_1x1x8_k400", num_classes=10).num_classes
     10
     """
+    if not isinstance(name, str):
+        raise TypeError(f"model name must be a string, got {type(name).__name__} (see ts.list_models())")
     if name not in ZOO:
         raise ValueError(f"unknown model {name!r}{_suggest(name, list(ZOO))} (see `tsm models`)")
     fields = [f.name for f in dataclasses.fields(ModelSpec)]
@@ -317,7 +320,35 @@ def get_spec(name: str, **overrides: Any) -> ModelSpec:
     spec = dataclasses.replace(ZOO[name], **overrides) if overrides else ZOO[name]
     if spec.backbone not in BACKBONES:
         raise ValueError(f"unknown backbone {spec.backbone!r}{_suggest(spec.backbone, list(BACKBONES))}")
+    _check_values(spec)
     return spec
+
+
+_SAMPLINGS = ("segment", "dense")  # temporalshift.data.sampling.SAMPLING_MODES (data is not imported here)
+
+
+def _check_values(spec: ModelSpec) -> None:
+    """Refuse option values no model can be built or fed with, before anything is built."""
+    choices = {"shift_direction": DIRECTIONS, "shift_padding": PADDINGS, "shift_place": SHIFT_PLACES,
+               "sampling": _SAMPLINGS, "test_crops": ("center", "three", "ten", "full")}  # fmt: skip
+    for key, allowed in choices.items():
+        if getattr(spec, key) not in allowed:
+            raise ValueError(f"model option {key} must be one of {', '.join(allowed)}, got {getattr(spec, key)!r}")
+    least = {"num_segments": 1, "num_classes": 1, "width": 1, "input_size": 32, "test_clips": 1, "shift_div": 0}
+    least |= {"shift_every": 1, "shift_segments": 1}  # None (the default) passes
+    for key, low in least.items():
+        value = getattr(spec, key)
+        if value is not None and value < low:
+            raise ValueError(f"model option {key} must be at least {low}, got {value}")
+    if not 0 <= spec.dropout < 1:
+        raise ValueError(f"model option dropout must be in [0, 1), got {spec.dropout}")
+    if spec.shift_div == 1 and spec.shift_direction.startswith("bidirectional"):
+        raise ValueError("model option shift_div must be 0 (no shift) or at least 2 for a bidirectional shift, got 1")
+    segments = spec.shift_segments or spec.num_segments
+    if spec.num_segments % segments:
+        raise ValueError(f"model option shift_segments={segments} must divide num_segments={spec.num_segments}")
+    if spec.temporal_pool and spec.num_segments % 2:
+        raise ValueError(f"temporal_pool halves the frames: num_segments must be even, got {spec.num_segments}")
 
 
 def _non_local_pattern(depth: int) -> list[list[int]]:

@@ -20,7 +20,9 @@ information at zero FLOPs and zero parameters:
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Literal
 
 import torch
@@ -53,16 +55,23 @@ def _border_frames(step: int) -> tuple[int, int]:
     return (0, -1) if step > 0 else (-1, 0)
 
 
-def _check(x: Tensor, num_segments: int, shift_div: int, direction: str, padding: str) -> None:
+def _check_settings(num_segments: int, shift_div: int, direction: str, padding: str) -> None:
     if direction not in DIRECTIONS:
         raise ValueError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
     if padding not in PADDINGS:
         raise ValueError(f"padding must be one of {PADDINGS}, got {padding!r}")
+    for name, value in (("num_segments", num_segments), ("shift_div", shift_div)):
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise TypeError(f"{name} must be an integer, got {value!r}")
     if num_segments < 1:
         raise ValueError(f"num_segments must be >= 1, got {num_segments}")
     min_div = 2 if direction.startswith("bidirectional") else 1
     if shift_div < min_div:
         raise ValueError(f"shift_div must be >= {min_div} for a {direction} shift, got {shift_div}")
+
+
+def _check(x: Tensor, num_segments: int, shift_div: int, direction: str, padding: str) -> None:
+    _check_settings(num_segments, shift_div, direction, padding)
     if x.dim() < 2:
         raise ValueError(f"temporal_shift expects (N*T, C, ...), got a tensor of shape {tuple(x.shape)}")
     if x.shape[0] % num_segments != 0:
@@ -207,10 +216,49 @@ def _is_channels_last(x: Tensor) -> bool:
     return x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last)
 
 
+# Set by whoever runs a whole backbone and alone sees its activations (Recognizer.forward when no
+# forward hook watches a backbone module, the online recognizer's private copy): then in inference
+# a block may overwrite its input, the previous block's output, which nobody else reads.
+_INPUTS_CONSUMABLE: ContextVar[bool] = ContextVar("temporalshift_inputs_consumable", default=False)
+
+
+@contextmanager
+def consumable_inputs(enabled: bool = True) -> Iterator[None]:
+    """Inside the block, shifted blocks may consume (overwrite) their inputs in inference."""
+    token = _INPUTS_CONSUMABLE.set(enabled)
+    try:
+        yield
+    finally:
+        _INPUTS_CONSUMABLE.reset(token)
+
+
+def may_consume_inputs() -> bool:
+    """True in inference inside :func:`consumable_inputs`: a block called on its own, or with a
+    hook watching the tensors, leaves its input as it was."""
+    return inference_fast_path() and _INPUTS_CONSUMABLE.get()
+
+
+# Set while FLOPs are counted: every module runs its plain operators (a fused oneDNN or Winograd
+# convolution would hide its multiply-adds from the counter).
+_PLAIN_OPERATORS: ContextVar[bool] = ContextVar("temporalshift_plain_operators", default=False)
+
+
+@contextmanager
+def plain_operators() -> Iterator[None]:
+    """Inside, every fast path is off: modules call the plain ``torch.nn.functional`` operators."""
+    token = _PLAIN_OPERATORS.set(True)
+    try:
+        yield
+    finally:
+        _PLAIN_OPERATORS.reset(token)
+
+
 def inference_fast_path() -> bool:
     """True when no gradient is recorded and nothing traces or compiles the model: then a shift
     may write into its input and undo it afterwards, which saves the full-size copy."""
     if torch.is_grad_enabled() or torch.jit.is_tracing() or torch.jit.is_scripting():
+        return False
+    if _PLAIN_OPERATORS.get():
         return False
     if torch.onnx.is_in_onnx_export() or torch.compiler.is_compiling():
         return False
@@ -233,10 +281,7 @@ class TemporalShift(nn.Module):
         inplace: bool = False,
     ) -> None:
         super().__init__()
-        if direction not in DIRECTIONS:
-            raise ValueError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
-        if padding not in PADDINGS:
-            raise ValueError(f"padding must be one of {PADDINGS}, got {padding!r}")
+        _check_settings(num_segments, shift_div, direction, padding)
         self.num_segments = num_segments
         self.shift_div = shift_div
         self.direction = direction
@@ -264,8 +309,9 @@ class TemporalShift(nn.Module):
             return fn(x)
 
     def shift_owned(self, x: Tensor) -> Tensor:
-        """``shift(x)`` for an ``x`` nobody else reads afterwards: in place when inferring."""
-        if inference_fast_path() and x.shape[1] >= self.shift_div:
+        """``shift(x)`` for an ``x`` nobody else reads afterwards: in place when inferring inside
+        :func:`consumable_inputs`."""
+        if may_consume_inputs() and x.shape[1] >= self.shift_div:
             _check(x, self.num_segments, self.shift_div, self.direction, self.padding)
             _shift_inplace_(_as_clips(x, self.num_segments), _groups(x.shape[1], self.shift_div, self.direction),
                             self.padding)  # fmt: skip
@@ -344,6 +390,7 @@ def shifted_conv2d(x: Tensor, shift: TemporalShift, conv: nn.Conv2d) -> Tensor:
         return shift.call_shifted(x, conv)
     plain = (
         not SAVE_SHIFT_MEMORY
+        or not torch.is_grad_enabled()  # nothing kept for backward to save (e.g. counting FLOPs)
         or conv.bias is not None
         or x.shape[1] < shift.shift_div
         or torch.jit.is_tracing()
@@ -455,9 +502,10 @@ def shifted_residual(
     in-place ReLU: it is shifted in place and never restored; the identity path reads the shifted
     storage one frame over, which undoes the shift inside the addition at no extra cost. Blocks call
     this on the previous layer's output, which nobody else reads. On a small ``x`` one copy with
-    the groups written shifted is cheaper (``x`` kept). Otherwise: :func:`shifted_conv2d`, ``x`` kept.
+    the groups written shifted is cheaper (``x`` kept). Otherwise (training, or outside
+    :func:`consumable_inputs`): :func:`shifted_conv2d`, ``x`` kept.
     """
-    if inference_fast_path() and isinstance(shift, TemporalShift) and x.shape[1] >= shift.shift_div:
+    if may_consume_inputs() and isinstance(shift, TemporalShift) and x.shape[1] >= shift.shift_div:
         _check(x, shift.num_segments, shift.shift_div, shift.direction, shift.padding)
         groups = _groups(x.shape[1], shift.shift_div, shift.direction)
         x5 = _as_clips(x, shift.num_segments)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 from torchvision.ops import Conv2dNormActivation
 
-from temporalshift.ops.shift import TemporalShift, shifted_residual
+from temporalshift.ops.shift import TemporalShift, inference_fast_path, may_consume_inputs, shifted_residual
 
 # (expansion t, output channels c, repeats n, first stride s): the MobileNetV2 paper's table 2.
 _SETTINGS: tuple[tuple[int, int, int, int], ...] = (
@@ -62,12 +62,14 @@ class InvertedResidual(nn.Module):
 
     def _fused_forward(self, x: Tensor) -> Tensor:
         """The fast form's residual block: the projection conv adds its output into ``x`` as it
-        writes it (see :mod:`temporalshift.ops.fused`); ``x`` is consumed."""
+        writes it (see :mod:`temporalshift.ops.fused`); ``x`` is consumed inside
+        :func:`~temporalshift.ops.shift.consumable_inputs`, else copied first."""
         first, *inner, project, _folded_bn = self.conv
         y = first(x) if self.shift is None else self.shift.call_shifted(x, first)  # x restored after
         for layer in inner:
             y = layer(y)
-        return project.add_into_(x, y, relu=False)
+        kept = inference_fast_path() and not may_consume_inputs()  # add_into_ would write into x
+        return project.add_into_(x.clone() if kept else x, y, relu=False)
 
     def _after_first_conv(self, y: Tensor) -> Tensor:
         for layer in [*list(self.conv[0])[1:], *list(self.conv)[1:]]:

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from temporalshift.models.backbones.non_local import NonLocalBlock
-from temporalshift.ops.shift import TemporalShift, shifted_residual
+from temporalshift.ops.shift import TemporalShift, inference_fast_path, may_consume_inputs, shifted_residual
 
 # depth -> (block type, blocks per stage)
 RESNET_DEPTHS: dict[int, tuple[str, tuple[int, int, int, int]]] = {
@@ -84,9 +84,11 @@ class _ShiftBlock(nn.Module):
     def _fused_forward(self, x: Tensor) -> Tensor:
         """The fast form's block: each conv applies its ReLU, the last one adds the identity and
         applies the block's ReLU as it writes (see :mod:`temporalshift.ops.fused`). The output is
-        written over the identity (``x`` itself when there is no downsample): ``x`` is consumed."""
+        written over the identity (``x`` itself when there is no downsample): ``x`` is consumed
+        inside :func:`~temporalshift.ops.shift.consumable_inputs`, else copied first."""
+        owned = may_consume_inputs()
         if self.shift is not None and self.shift_place == "block":
-            x = self.shift.shift_owned(x)
+            x, owned = self.shift.shift_owned(x), True  # in place when owned, else a fresh copy
         identity = x if self.downsample is None else self.downsample(x)
         first, *inner, last = self.convs()
         if self.shift is None or self.shift_place != "blockres":
@@ -97,6 +99,8 @@ class _ShiftBlock(nn.Module):
             y = first(self.shift.shift_owned(x))  # the downsample has read x already
         for conv in inner:
             y = conv(y)
+        if identity is x and not owned and inference_fast_path():
+            identity = x.clone()  # x is someone else's (a hook's, a caller's): write elsewhere
         out = last.add_into_(identity, y, relu=True)  # type: ignore[operator]
         if self.non_local is not None:
             out = self.non_local(out)
