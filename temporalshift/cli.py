@@ -17,6 +17,8 @@ from typing import Any
 
 from temporalshift import __version__
 
+LABELS_HELP = "kinetics400 | sthv2 | jester | moving_digits | a label-map file (default: the model's)"
+
 
 class UsageError(ValueError):
     """Bad arguments: reported like argparse's own errors, with exit code 2."""
@@ -348,6 +350,43 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    """An HTTP endpoint (POST /predict) and a web page over one loaded model, until Ctrl-C."""
+    from temporalshift.predict import Predictor
+    from temporalshift.serve import PredictionServer
+
+    if args.topk < 1:
+        raise UsageError(f"--topk must be at least 1, got {args.topk}")
+    if args.max_mb <= 0:
+        raise UsageError(f"--max-mb must be positive, got {args.max_mb:g}")
+    if not 0 <= args.port <= 65535:
+        raise UsageError(f"--port must be 0-65535, got {args.port}")
+    if args.onnx and (args.checkpoint or args.model):
+        raise UsageError("--onnx runs the exported file's own weights: drop --model/--checkpoint")
+    if args.onnx:
+        predictor, name = Predictor(onnx=args.onnx, labels=args.labels), Path(args.onnx).name
+    else:
+        model = _load_model(args)
+        predictor, name = Predictor(model, labels=args.labels), getattr(model, "name", None)
+    server = PredictionServer(predictor, args.host, args.port, args.max_mb, args.topk, name, quiet=args.quiet)
+    print(f"serving {server.model_name} at {server.url}  (POST a video to {server.url}predict; Ctrl-C stops)",
+          flush=True)  # fmt: skip
+    import signal
+
+    def stop(signum, frame) -> None:  # SIGTERM (docker stop, systemd) ends it like Ctrl-C
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        print("stopped", file=sys.stderr)
+    finally:
+        server.server_close()
+        signal.signal(signal.SIGTERM, previous)
+    return 0
+
+
 def cmd_stream(args: argparse.Namespace) -> int:
     """Recognise a video file, camera or URL frame by frame with a uni-directional model."""
     from temporalshift.streaming import stream
@@ -474,7 +513,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="zoo name (see `tsm models`)")
     p.add_argument("--checkpoint", help="weights (any known ecosystem); alone, the model is rebuilt from it")
     p.add_argument("--onnx", help="run an exported ONNX model with onnxruntime instead")
-    p.add_argument("--labels", help="kinetics400 | sthv2 | jester | a label-map file (default: the model's)")
+    p.add_argument("--labels", help=LABELS_HELP)
     p.add_argument("--topk", type=int, default=5)
     p.add_argument("--clips", type=int, help="clips per video (default: the model's test protocol)")
     p.add_argument("--crops", choices=["center", "three", "ten", "full"])
@@ -502,18 +541,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-check", action="store_true", help="skip the comparison with PyTorch")
     p.set_defaults(func=cmd_export)
 
+    p = sub.add_parser("serve", help="an HTTP endpoint (POST /predict) and a web page over one model")
+    p.add_argument("--model", help="zoo name (see `tsm models`)")
+    p.add_argument("--checkpoint", help="weights (any known ecosystem); alone, the model is rebuilt from it")
+    p.add_argument("--onnx", help="serve an exported ONNX model through onnxruntime instead")
+    p.add_argument("--labels", help=LABELS_HELP)
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
+    p.add_argument("--port", type=int, default=8000, help="0 picks a free port")
+    p.add_argument("--topk", type=int, default=5, help="classes per answer (a request may ask ?topk=N)")
+    p.add_argument("--max-mb", type=float, default=200.0, help="largest upload accepted")
+    p.add_argument("--quiet", action="store_true", help="no line per request on stderr")
+    p.set_defaults(func=cmd_serve)
+
     p = sub.add_parser("stream", help="frame-by-frame recognition of a file, camera index or URL")
     p.add_argument("source", help="a video file, a camera index (0) or an rtsp/http URL")
     p.add_argument("--model", help="a uni-directional zoo model, e.g. tsm_mobilenetv2_online_1x1x8_k400")
     p.add_argument("--checkpoint")
-    p.add_argument("--labels")
+    p.add_argument("--labels", help=LABELS_HELP)
     p.add_argument("--window", type=int, default=8, help="frames averaged for the shown label")
     p.add_argument("--max-frames", type=int, help="stop after this many frames")
     p.add_argument(
         "--engine",
         choices=["auto", "torch", "onnxruntime"],
         default="auto",
-        help="onnxruntime runs the exported step, about 2x faster per frame on CPUs (tsm bench); auto (default) "
+        help="onnxruntime runs the exported step, about 1.5x faster per frame on CPUs (tsm bench); auto (default) "
         "takes it when installed (pip install temporalshift[export])",
     )
     p.add_argument("--json", action="store_true", help="one JSON line per frame")
