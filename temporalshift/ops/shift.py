@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from contextvars import ContextVar
 from typing import Literal
 
@@ -223,13 +223,17 @@ _INPUTS_CONSUMABLE: ContextVar[bool] = ContextVar("temporalshift_inputs_consumab
 
 
 @contextmanager
-def consumable_inputs(enabled: bool = True) -> Iterator[None]:
-    """Inside the block, shifted blocks may consume (overwrite) their inputs in inference."""
-    token = _INPUTS_CONSUMABLE.set(enabled)
+def _flag(var: ContextVar[bool], value: bool) -> Iterator[None]:
+    token = var.set(value)
     try:
         yield
     finally:
-        _INPUTS_CONSUMABLE.reset(token)
+        var.reset(token)
+
+
+def consumable_inputs(enabled: bool = True) -> AbstractContextManager[None]:
+    """Inside the block, shifted blocks may consume (overwrite) their inputs in inference."""
+    return _flag(_INPUTS_CONSUMABLE, enabled)
 
 
 def may_consume_inputs() -> bool:
@@ -243,14 +247,9 @@ def may_consume_inputs() -> bool:
 _PLAIN_OPERATORS: ContextVar[bool] = ContextVar("temporalshift_plain_operators", default=False)
 
 
-@contextmanager
-def plain_operators() -> Iterator[None]:
+def plain_operators() -> AbstractContextManager[None]:
     """Inside, every fast path is off: modules call the plain ``torch.nn.functional`` operators."""
-    token = _PLAIN_OPERATORS.set(True)
-    try:
-        yield
-    finally:
-        _PLAIN_OPERATORS.reset(token)
+    return _flag(_PLAIN_OPERATORS, True)
 
 
 def inference_fast_path() -> bool:
