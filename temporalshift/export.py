@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from temporalshift.atomic import atomic_path
+from temporalshift.models.recognizer import evaluating
 from temporalshift.models.zoo import ModelSpec, get_spec, spec_overrides
 
 METADATA_KEY = "temporalshift"
@@ -44,16 +45,13 @@ def _example(model: nn.Module, batch: int = 1, seed: int = 0) -> torch.Tensor:
 
 
 def _in_eval_mode(export: Callable) -> Callable:
-    """Exports trace the model in eval mode and leave it in the mode it was in (a model being trained
-    stays in training)."""
+    """Exports trace the model in eval mode and leave every submodule in the mode it was in (a model
+    being trained stays in training, a frozen part stays frozen)."""
 
     @functools.wraps(export)
     def wrapper(model: nn.Module, *args, **kwargs):
-        was_training = model.training
-        try:
-            return export(model.eval(), *args, **kwargs)
-        finally:
-            model.train(was_training)
+        with evaluating(model):
+            return export(model, *args, **kwargs)
 
     return wrapper
 

@@ -9,6 +9,7 @@ video that cannot be decoded gives a failed :class:`Prediction` and the others g
 
 from __future__ import annotations
 
+import copy
 import glob
 import os
 import time
@@ -118,9 +119,11 @@ class Predictor:
                 from temporalshift.performance import optimize_for_inference
 
                 self.model = optimize_for_inference(model)
-            else:  # the model itself, switched to eval mode
-                self.model = model.eval()
+            else:  # a plain copy in eval mode, likewise
+                self.model = copy.deepcopy(model).eval()
         self.spec: ModelSpec = spec
+        if clips is not None and (not isinstance(clips, int) or isinstance(clips, bool) or clips < 1):
+            raise ValueError(f"clips must be a whole number of at least 1, got {clips!r}")
         self.names = class_names(labels, spec.num_classes, spec.labels)
         self.sampling = SamplingSpec(
             mode=spec.sampling,
@@ -191,8 +194,8 @@ class _Videos(torch.utils.data.Dataset):
 
 
 def _check_topk(topk: int) -> None:
-    if topk < 1:
-        raise ValueError(f"topk must be at least 1, got {topk}")
+    if not isinstance(topk, int) or isinstance(topk, bool) or topk < 1:
+        raise ValueError(f"topk must be a whole number of at least 1, got {topk!r}")
 
 
 def predict_many(predictor: Predictor, paths: list[str], topk: int = 5, workers: int = 1, progress: bool = True):

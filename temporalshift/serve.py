@@ -6,14 +6,17 @@
 optional. ``GET /`` is a page to drop a video on, ``GET /health`` says which model runs.
 
 The standard library's threading HTTP server: nothing to install, one thread per connection.
-Videos decode in parallel; the model runs one request at a time (it uses every core already).
-Uploads are size-limited, written to a private temporary file and deleted after. It binds to
-127.0.0.1 by default; behind a reverse proxy (TLS, authentication) it can face a network.
+Uploads decode two at a time; the model runs one request at a time (it uses every core already).
+Uploads are size-limited, frames above 4096x2160 refused from the header, each written to a private
+temporary file and deleted after. An error answered before the body is read closes the
+connection. It binds to 127.0.0.1 by default; behind a reverse proxy (TLS, authentication) it can
+face a network.
 """
 
 from __future__ import annotations
 
 import json
+import socket
 import sys
 import tempfile
 import threading
@@ -28,6 +31,9 @@ from temporalshift.data.decode import VideoDecodeError
 from temporalshift.data.prepare import VIDEO_SUFFIXES
 from temporalshift.predict import Predictor
 from temporalshift.results import Prediction
+
+MAX_DECODES = 2  # videos decoded at once: each holds its sampled frames at full size
+MAX_PIXELS = 4096 * 2160  # larger frames are refused before decoding (a tiny file can hold huge frames)
 
 _PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>temporalshift</title>
@@ -90,18 +96,21 @@ class PredictionServer(ThreadingHTTPServer):
         if topk < 1:
             raise ValueError(f"topk must be at least 1, got {topk}")
         self.predictor = predictor
+        self.max_mb = max_mb
         self.max_bytes = int(max_mb * 2**20)
         self.topk = topk
         self.model_name = model_name or getattr(predictor.spec, "description", "") or "model"
         self.quiet = quiet
-        self.model_lock = threading.Lock()  # one forward pass at a time; decoding runs in parallel
+        self.model_lock = threading.Lock()  # one forward pass at a time
+        self.decode_slots = threading.BoundedSemaphore(MAX_DECODES)  # bounds the decoded frames held at once
         self.served = 0
+        self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
         super().__init__((host, port), _Handler)
 
     @property
     def url(self) -> str:
         host, port = self.server_address[:2]
-        return f"http://{host}:{port}/"
+        return f"http://[{host}]:{port}/" if self.address_family == socket.AF_INET6 else f"http://{host}:{port}/"
 
     def predict_bytes(self, video: bytes, name: str, topk: int) -> Prediction:
         """The prediction for one uploaded video (a failed :class:`Prediction` if it does not decode)."""
@@ -110,16 +119,36 @@ class PredictionServer(ThreadingHTTPServer):
         with tempfile.TemporaryDirectory(prefix="tsm-serve-") as tmp:
             path = Path(tmp) / f"upload{suffix}"
             path.write_bytes(video)
+            size = _frame_size(path)
+            if size is not None and size[0] * size[1] > MAX_PIXELS:
+                return Prediction.failed(name, f"{name} has {size[0]}x{size[1]} frames, more than 4096x2160: "
+                                               "resize it first (tsm prepare resize)")  # fmt: skip
             t0 = time.perf_counter()
             try:
-                views, indices = self.predictor.load(str(path))
+                with self.decode_slots:
+                    views, indices = self.predictor.load(str(path))
             except (VideoDecodeError, OSError, IndexError, ValueError) as exc:  # the upload's fault: told to the client
-                return Prediction.failed(name, f"{name} is not a readable video ({_first_line(exc)})")
+                reason = _first_line(exc).replace(f"{path}: ", "").replace(str(path), name)  # no server paths
+                return Prediction.failed(name, f"{name} is not a readable video ({reason})")
             t1 = time.perf_counter()
             with self.model_lock:
                 probs = self.predictor.scores(views)
             timings = {"decode_s": t1 - t0, "model_s": time.perf_counter() - t1}
         return self.predictor.to_prediction(name, probs, indices, topk, timings)
+
+
+def _frame_size(path: Path) -> tuple[int, int] | None:
+    """Width and height of the first video stream, read from the header (None if there is none)."""
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                return None
+            codec = container.streams.video[0].codec_context
+            return codec.width, codec.height
+    except (OSError, ValueError, av.error.FFmpegError):  # the decoder will say what is wrong
+        return None
 
 
 def _first_line(exc: Exception) -> str:
@@ -134,20 +163,29 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # answers curl's "Expect: 100-continue" for large uploads at once
 
     def _send(self, status: HTTPStatus, body: bytes, content_type: str) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        except (BrokenPipeError, ConnectionResetError):  # the client left: nobody to answer
+            self.close_connection = True
 
     def _json(self, status: HTTPStatus, payload: dict[str, Any]) -> None:
         self._send(status, json.dumps(payload).encode(), "application/json")
+
+    def _refuse(self, status: HTTPStatus, error: str) -> None:
+        """Answer an error before the body is read, and close: the unread body must never be taken
+        for the next request on this connection."""
+        self.close_connection = True
+        self._json(status, {"error": error})
 
     def do_GET(self) -> None:  # noqa: N802 - the name http.server calls
         path = urlsplit(self.path).path
         if path == "/":
             page = _PAGE.replace("__MODEL__", _html(self.server.model_name))
-            page = page.replace("__MAX_MB__", f"{self.server.max_bytes / 2**20:g}")
+            page = page.replace("__MAX_MB__", f"{self.server.max_mb:g}")
             self._send(HTTPStatus.OK, page.encode(), "text/html; charset=utf-8")
         elif path == "/health":
             spec = self.server.predictor.spec
@@ -159,41 +197,45 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:  # noqa: N802
         url = urlsplit(self.path)
         if url.path != "/predict":
-            self._json(HTTPStatus.NOT_FOUND, {"error": f"POST a video to /predict, not {url.path}"})
+            self._refuse(HTTPStatus.NOT_FOUND, f"POST a video to /predict, not {url.path}")
             return
         query = parse_qs(url.query)
-        try:
-            topk = int(query.get("topk", [self.server.topk])[0])
-            if topk < 1:
-                raise ValueError
-        except ValueError:
-            self._json(HTTPStatus.BAD_REQUEST, {"error": "topk must be a whole number of at least 1"})
+        topk_text = query.get("topk", [str(self.server.topk)])[0]
+        if not (len(topk_text) <= 6 and topk_text.isascii() and topk_text.isdigit() and int(topk_text) >= 1):
+            self._refuse(HTTPStatus.BAD_REQUEST, "topk must be a whole number of at least 1")
             return
+        topk = int(topk_text)
         name = Path(query.get("name", ["upload.mp4"])[0]).name or "upload.mp4"
-        length = self.headers.get("Content-Length")
-        if length is None or not length.isdigit():
-            self._json(HTTPStatus.LENGTH_REQUIRED, {"error": "send the video as the body, with a Content-Length"})
+        length_text = self.headers.get("Content-Length", "")
+        if not (length_text.isascii() and length_text.isdigit() and len(length_text) <= 18):
+            self._refuse(HTTPStatus.LENGTH_REQUIRED, "send the video as the body, with a Content-Length")
             return
-        if int(length) > self.server.max_bytes:
-            left = int(length) if int(length) <= 2 * self.server.max_bytes else 0
+        length = int(length_text)
+        if length > self.server.max_bytes:
+            left = length if length <= 2 * self.server.max_bytes else 0
             while left > 0:  # read and dropped, so that the client, still sending, gets the answer
                 left -= len(self.rfile.read(min(2**20, left))) or left
-            self.close_connection = True
-            limit = f"{self.server.max_bytes / 2**20:g} MB"
-            self._json(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, {"error": f"the video is larger than {limit}"})
+            self._refuse(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"the video is larger than {self.server.max_mb:g} MB")
             return
-        if int(length) == 0:
-            self._json(HTTPStatus.BAD_REQUEST, {"error": "empty body: send the bytes of a video file"})
+        if length == 0:
+            self._refuse(HTTPStatus.BAD_REQUEST, "empty body: send the bytes of a video file")
             return
-        video = self.rfile.read(int(length))
+        video = self.rfile.read(length)
+        if len(video) < length:  # the client stopped sending
+            self._refuse(HTTPStatus.BAD_REQUEST, f"the body ended after {len(video)} of {length} bytes")
+            return
         prediction = self.server.predict_bytes(video, name, topk)
         self.server.served += prediction.ok
         status = HTTPStatus.OK if prediction.ok else HTTPStatus.UNPROCESSABLE_ENTITY
         self._json(status, prediction.to_dict())
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - http.server's signature
-        if not self.server.quiet:
-            sys.stderr.write(f"{self.address_string()} {format % args}\n")
+        if not self.server.quiet:  # control characters escaped, as http.server does: a client cannot drive the terminal
+            message = (format % args).translate(_CONTROL_CHARS)
+            sys.stderr.write(f"{self.address_string()} {message}\n")
+
+
+_CONTROL_CHARS = {c: f"\\x{c:02x}" for c in [*range(0x20), *range(0x7F, 0xA0)]}
 
 
 def _html(text: str) -> str:

@@ -37,9 +37,11 @@ def test_onnx_parity_for_the_published_models(name, tmp_path):
 
 def test_torchscript_parity_and_free_batch(tmp_path):
     model = _nontrivial(ts.create_model("tsm_mobilenetv2_1x1x8_k400", num_classes=12)).train()
+    model.backbone.eval()  # a linear probe: the backbone frozen under a training head
     report = export_torchscript(model, tmp_path / "m.pt")  # traced in eval mode...
     assert report.max_abs_diff <= 1e-4
-    assert model.training  # ...and a model being trained is left training
+    assert model.training and model.head.training and not model.backbone.training  # ...modes left as they were
+    assert ts.count_flops(model, torch.randn(1, 8, 3, 32, 32)) > 0 and not model.backbone.training
     model.eval()
     loaded = torch.jit.load(str(tmp_path / "m.pt"))
     clip = torch.randn(3, 8, 3, 64, 64)

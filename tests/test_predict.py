@@ -47,10 +47,11 @@ def test_predict_api_returns_prediction_objects(digits_checkpoint, numbered_vide
     missing = ts.predict(numbered_videos["mp4"].parent / "nope.mp4", model=model)  # one file: one result
     assert isinstance(missing, ts.Prediction) and not missing.ok and "nope.mp4" in missing.error
     model.train()
-    Predictor(model)  # the fast form is a copy: the caller's model keeps its mode
+    Predictor(model), Predictor(model, fast=False)  # each runs a copy: the caller's model keeps its mode
     assert model.training
     model.eval()
-    for bad, message in (({"topk": 0}, "topk must be at least 1, got 0"), ({"clips": 0}, "test_clips must be >= 1")):
+    for bad, message in (({"topk": 0}, "topk must be a whole number of at least 1, got 0"), ({"topk": 1.5}, "got 1.5"),
+                         ({"clips": 0}, "clips must be a whole number"), ({"clips": 1.5}, "got 1.5")):  # fmt: skip
         with pytest.raises(ValueError, match=message):
             ts.predict(numbered_videos["mp4"], model=model, **bad)
 

@@ -4,10 +4,12 @@ import http.client
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
 
+import numpy as np
 import pytest
 import torch
 
@@ -87,6 +89,53 @@ def test_the_page_and_the_errors(server):
     response = conn.getresponse()
     assert response.status == 411 and "Content-Length" in json.loads(response.read())["error"]
     conn.close()
+
+
+def _raw(port, data: bytes, half_close: bool = False) -> str:
+    """Send bytes as they are (what a broken or hostile client sends); everything until the server closes."""
+    with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
+        sock.sendall(data)
+        if half_close:
+            sock.shutdown(socket.SHUT_WR)
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks).decode("latin-1")
+
+
+def test_hostile_requests_get_one_answer_and_no_server_details(server):
+    port = server.server_address[1]
+    smuggled = b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n"  # an unread body must not become a request
+    for head in (b"POST /predict?topk=0 HTTP/1.1", b"POST /elsewhere HTTP/1.1"):
+        reply = _raw(port, head + b"\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(smuggled) + smuggled)
+        assert reply.count("HTTP/1.1 ") == 1 and '"status": "ok"' not in reply
+    reply = _raw(port, "POST /predict HTTP/1.1\r\nContent-Length: \u00b2\r\n\r\n".encode())  # isdigit() but no int
+    assert reply.startswith("HTTP/1.1 411")
+    reply = _raw(port, b"POST /predict HTTP/1.1\r\nContent-Length: 1000\r\n\r\n" + b"x" * 10, half_close=True)
+    assert reply.startswith("HTTP/1.1 400") and "ended after 10 of 1000 bytes" in reply
+    status, answer = _request(port, "POST", "/predict?name=a.mp4", b"\x00" * 100)
+    assert status == 422 and "tsm-serve" not in answer["error"] and "/tmp" not in answer["error"]
+
+
+def test_log_lines_escape_control_characters(small_model, capsys):
+    srv = PredictionServer(Predictor(small_model[0]), port=0, model_name="digits")
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        _raw(srv.server_address[1], b"\x1b]0;pwned\x07GET / HTTP/1.1\r\n\r\n")
+    finally:
+        srv.shutdown()
+        srv.server_close()
+    err = capsys.readouterr().err
+    assert "\x1b" not in err and "\\x1b]0;pwned\\x07" in err
+
+
+def test_frames_too_large_are_refused_from_the_header(server, tmp_path):
+    from temporalshift.data.encode import write_video
+
+    write_video(tmp_path / "huge.mp4", np.zeros((2, 2176, 4112, 3), np.uint8), fps=25)  # tiny file, 4112x2176 frames
+    status, answer = _request(server.server_address[1], "POST", "/predict?name=huge.mp4",
+                              (tmp_path / "huge.mp4").read_bytes())  # fmt: skip
+    assert status == 422 and "4112x2176 frames, more than 4096x2160" in answer["error"]
 
 
 def test_bad_settings_are_refused(small_model, capsys):

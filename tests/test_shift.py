@@ -301,7 +301,8 @@ def test_inference_keeps_what_hooks_hold_and_blocks_called_alone_keep_their_inpu
         expected = model(clip)
     held, inputs = [], {}
     blocks = [m for m in model.backbone.modules() if getattr(m, "shift", None) is not None]
-    hooks = [b.register_forward_hook(lambda m, i, o: held.append((o, o.clone()))) for b in blocks]
+    watched = blocks + [m for b in blocks for m in (getattr(b, "downsample", None), b.shift) if m is not None]
+    hooks = [m.register_forward_hook(lambda m, i, o: held.append((o, o.clone()))) for m in watched]
     hooks += [b.register_forward_pre_hook(lambda m, i: inputs.__setitem__(m, i[0].clone())) for b in blocks]
     with torch.no_grad():
         torch.testing.assert_close(model(clip), expected, rtol=1e-5, atol=1e-6)

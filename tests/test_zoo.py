@@ -150,6 +150,8 @@ def test_overrides_and_helpful_errors():
         ({"sampling": "foo"}, "sampling must be one of segment, dense, got 'foo'"),
         ({"shift_place": "foo"}, "shift_place must be one of blockres, block"),
         ({"shift_direction": "up"}, "shift_direction must be one of"),
+        ({"mean": (0.5,)}, r"mean must be three \(R, G, B\) values, got \(0.5,\)"),
+        ({"std": (0.0, 0.0, 0.0)}, "std must be three .* above 0"),
     ],
 )
 def test_option_values_no_model_can_have_are_refused_before_building(options, message):

@@ -158,7 +158,7 @@ def evaluate(
 
 def check_dump_path(path: Path) -> None:
     """Refuse a --dump name that cannot take the results, before the evaluation runs."""
-    if path.suffix not in (".pkl", ".json"):
+    if path.suffix.lower() not in (".pkl", ".json"):
         raise ValueError(f"--dump must end in .json or .pkl, got {path.name}")
     if path.is_dir():
         raise ValueError(f"--dump {path} is a folder; name a .json or .pkl file")
@@ -185,7 +185,7 @@ def dump_results(
     }
     check_dump_path(path)
     with atomic_path(path) as tmp:  # the folder is made if needed: the evaluation is never lost to it
-        if path.suffix == ".pkl":
+        if path.suffix.lower() == ".pkl":
             with open(tmp, "wb") as f:
                 pickle.dump(payload, f)
         else:

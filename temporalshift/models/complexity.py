@@ -122,18 +122,14 @@ class FlopCounter(TorchFunctionMode):
 def count_flops(module: nn.Module, *inputs: Tensor) -> int:
     """FLOPs of one forward of ``module`` on ``inputs``, in fvcore's convention (see module doc).
 
-    The module is run in eval mode (as the published counts are) and restored afterwards.
+    The module is run in eval mode (as the published counts are); every submodule's mode is restored.
 
     >>> count_flops(torch.nn.Conv2d(3, 8, 3, padding=1, bias=False), torch.zeros(1, 3, 4, 4))
     3456
     """
+    from temporalshift.models.recognizer import evaluating
     from temporalshift.ops.shift import plain_operators
 
-    was_training = module.training
-    module.eval()
-    try:
-        with plain_operators(), FlopCounter() as counter:  # the fast form counts as the plain model
-            module(*inputs)
-    finally:
-        module.train(was_training)
+    with evaluating(module), plain_operators(), FlopCounter() as counter:  # the fast form counts as the plain one
+        module(*inputs)
     return counter.total

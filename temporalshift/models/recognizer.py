@@ -7,6 +7,9 @@ consensus", which TSM keeps). TSN is the same recognizer over a backbone with sh
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
 from torch import Tensor, nn
 
@@ -14,6 +17,19 @@ from temporalshift.models.backbones.non_local import NonLocalBlock
 from temporalshift.ops.shift import TemporalShift, consumable_inputs, inference_fast_path
 
 _NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+
+
+@contextmanager
+def evaluating(module: nn.Module) -> Iterator[nn.Module]:
+    """``module`` in eval mode inside; afterwards every submodule is back in its own mode (a frozen
+    backbone under a training head stays frozen, which ``module.train(was_training)`` would undo)."""
+    modes = [(m, m.training) for m in module.modules()]
+    module.eval()
+    try:
+        yield module
+    finally:
+        for m, training in modes:
+            m.training = training
 
 
 def _watched(backbone: nn.Module) -> bool:

@@ -340,13 +340,19 @@ def _check_values(spec: ModelSpec) -> None:
         value = getattr(spec, key)
         if value is not None and value < low:
             raise ValueError(f"model option {key} must be at least {low}, got {value}")
+    for key in ("mean", "std"):
+        value = getattr(spec, key)
+        if len(value) != 3 or (key == "std" and min(value) <= 0):
+            raise ValueError(f"model option {key} must be three (R, G, B) values" + (" above 0" if key == "std" else "")
+                             + f", got {value!r}")  # fmt: skip
     if not 0 <= spec.dropout < 1:
         raise ValueError(f"model option dropout must be in [0, 1), got {spec.dropout}")
     if spec.shift_div == 1 and spec.shift_direction.startswith("bidirectional"):
         raise ValueError("model option shift_div must be 0 (no shift) or at least 2 for a bidirectional shift, got 1")
     segments = spec.shift_segments or spec.num_segments
     if spec.num_segments % segments:
-        raise ValueError(f"model option shift_segments={segments} must divide num_segments={spec.num_segments}")
+        raise ValueError(f"model option shift_segments={segments} must divide num_segments={spec.num_segments} "
+                         "(set shift_segments with num_segments)")  # fmt: skip
     if spec.temporal_pool and spec.num_segments % 2:
         raise ValueError(f"temporal_pool halves the frames: num_segments must be even, got {spec.num_segments}")
 

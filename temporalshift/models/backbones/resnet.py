@@ -86,9 +86,8 @@ class _ShiftBlock(nn.Module):
         applies the block's ReLU as it writes (see :mod:`temporalshift.ops.fused`). The output is
         written over the identity (``x`` itself when there is no downsample): ``x`` is consumed
         inside :func:`~temporalshift.ops.shift.consumable_inputs`, else copied first."""
-        owned = may_consume_inputs()
         if self.shift is not None and self.shift_place == "block":
-            x, owned = self.shift.shift_owned(x), True  # in place when owned, else a fresh copy
+            x = self.shift.shift_owned(x)  # in place when consumable, else a copy (a hook may hold it)
         identity = x if self.downsample is None else self.downsample(x)
         first, *inner, last = self.convs()
         if self.shift is None or self.shift_place != "blockres":
@@ -99,8 +98,8 @@ class _ShiftBlock(nn.Module):
             y = first(self.shift.shift_owned(x))  # the downsample has read x already
         for conv in inner:
             y = conv(y)
-        if identity is x and not owned and inference_fast_path():
-            identity = x.clone()  # x is someone else's (a hook's, a caller's): write elsewhere
+        if inference_fast_path() and not may_consume_inputs():
+            identity = identity.clone()  # x, or a downsample's output, may be a hook's: write elsewhere
         out = last.add_into_(identity, y, relu=True)  # type: ignore[operator]
         if self.non_local is not None:
             out = self.non_local(out)
