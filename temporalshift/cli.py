@@ -274,9 +274,21 @@ def _load_model(args: argparse.Namespace):
     raise UsageError("give --model NAME (and --checkpoint PATH), or --checkpoint PATH alone")
 
 
+def _predictor(args: argparse.Namespace, **options: Any):
+    """The Predictor of --onnx F, or of --model/--checkpoint (see _load_model), and a name for it."""
+    from temporalshift.predict import Predictor
+
+    if args.onnx and (args.checkpoint or args.model):
+        raise UsageError("--onnx runs the exported file's own weights: drop --model/--checkpoint")
+    if args.onnx:
+        return Predictor(onnx=args.onnx, labels=args.labels, **options), Path(args.onnx).name
+    model = _load_model(args)
+    return Predictor(model, labels=args.labels, **options), getattr(model, "name", None)
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     """Top-k actions for each video of a file, folder or glob."""
-    from temporalshift.predict import Predictor, annotate_video, expand_sources, predict_many
+    from temporalshift.predict import annotate_video, expand_sources, predict_many
 
     if args.topk < 1:
         raise UsageError(f"--topk must be at least 1, got {args.topk}")
@@ -287,13 +299,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         raise UsageError("--out-video needs exactly one input video")
     if args.out_video and Path(args.out_video).resolve() == Path(paths[0]).resolve():
         raise UsageError("--out-video is the input video itself; name another file")
-    if args.onnx and (args.checkpoint or args.model):
-        raise UsageError("--onnx runs the exported file's own weights: drop --model/--checkpoint")
-    if args.onnx:
-        predictor = Predictor(onnx=args.onnx, labels=args.labels, clips=args.clips, crops=args.crops)
-    else:
-        model = _load_model(args)
-        predictor = Predictor(model, labels=args.labels, clips=args.clips, crops=args.crops, fast=args.fast)
+    predictor, _ = _predictor(args, clips=args.clips, crops=args.crops, fast=args.fast)
     failed = 0
     rows = []
     for pred in predict_many(predictor, paths, args.topk, workers=args.workers, progress=not args.json):
@@ -352,7 +358,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """An HTTP endpoint (POST /predict) and a web page over one loaded model, until Ctrl-C."""
-    from temporalshift.predict import Predictor
+    import signal
+
     from temporalshift.serve import PredictionServer
 
     if args.topk < 1:
@@ -361,17 +368,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise UsageError(f"--max-mb must be positive, got {args.max_mb:g}")
     if not 0 <= args.port <= 65535:
         raise UsageError(f"--port must be 0-65535, got {args.port}")
-    if args.onnx and (args.checkpoint or args.model):
-        raise UsageError("--onnx runs the exported file's own weights: drop --model/--checkpoint")
-    if args.onnx:
-        predictor, name = Predictor(onnx=args.onnx, labels=args.labels), Path(args.onnx).name
-    else:
-        model = _load_model(args)
-        predictor, name = Predictor(model, labels=args.labels), getattr(model, "name", None)
+    predictor, name = _predictor(args)
     server = PredictionServer(predictor, args.host, args.port, args.max_mb, args.topk, name, quiet=args.quiet)
     print(f"serving {server.model_name} at {server.url}  (POST a video to {server.url}predict; Ctrl-C stops)",
           flush=True)  # fmt: skip
-    import signal
 
     def stop(signum, frame) -> None:  # SIGTERM (docker stop, systemd) ends it like Ctrl-C
         raise KeyboardInterrupt
