@@ -373,17 +373,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
     print(f"serving {server.model_name} at {server.url}  (POST a video to {server.url}predict; Ctrl-C stops)",
           flush=True)  # fmt: skip
 
-    def stop(signum, frame) -> None:  # SIGTERM (docker stop, systemd) ends it like Ctrl-C
+    def stop(signum, frame) -> None:
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, stop)
+    # Ctrl-C and SIGTERM (docker stop, systemd) both stop it, even where SIGINT was ignored when the
+    # process started (a background job of a script), which would leave it deaf to Ctrl-C
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         server.serve_forever()
     except KeyboardInterrupt:
         print("stopped", file=sys.stderr)
     finally:
         server.server_close()
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     return 0
 
 

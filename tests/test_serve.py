@@ -163,5 +163,10 @@ def test_cli_serves_until_stopped(small_model, numbered_videos, stop):
         assert status == 200 and len(answer["labels"]) == 5 and answer["source"] == "n.mp4"
     finally:
         proc.send_signal(stop)
-        _, err = proc.communicate(timeout=60)
+        try:
+            _, err = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:  # never leave a server behind
+            proc.kill()
+            proc.communicate()
+            raise
     assert proc.returncode == 0 and "stopped" in err and "Traceback" not in err
