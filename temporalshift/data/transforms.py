@@ -25,7 +25,9 @@ from torch import Tensor
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 TSN_SCALES = (1.0, 0.875, 0.75, 0.66)
-TEST_CROPS: tuple[str, ...] = ("center", "three", "ten", "full")
+# test crop modes and the views each gives per clip
+CROPS_PER_CLIP: dict[str, int] = {"center": 1, "three": 3, "ten": 10, "full": 1}
+TEST_CROPS: tuple[str, ...] = tuple(CROPS_PER_CLIP)
 
 
 def to_clip(frames: np.ndarray) -> Tensor:
@@ -202,7 +204,7 @@ class TestTransform:
 
     @property
     def num_crops(self) -> int:
-        return {"center": 1, "three": 3, "ten": 10, "full": 1}[self.crops]
+        return CROPS_PER_CLIP[self.crops]
 
     def views(self, clip: Tensor) -> list[Tensor]:
         """The uint8 crops of one clip, in a fixed order."""

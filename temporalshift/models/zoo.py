@@ -19,6 +19,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from temporalshift.data.sampling import SAMPLING_MODES, SamplingSpec
+from temporalshift.data.transforms import CROPS_PER_CLIP, TEST_CROPS
 from temporalshift.models.backbones.mobilenetv2 import MobileNetV2
 from temporalshift.models.backbones.mobileone import MOBILEONE_ARCHS, MobileOne
 from temporalshift.models.backbones.resnet import RESNET_DEPTHS, SHIFT_PLACES, ResNet
@@ -324,13 +326,10 @@ def get_spec(name: str, **overrides: Any) -> ModelSpec:
     return spec
 
 
-_SAMPLINGS = ("segment", "dense")  # temporalshift.data.sampling.SAMPLING_MODES (data is not imported here)
-
-
 def _check_values(spec: ModelSpec) -> None:
     """Refuse option values no model can be built or fed with, before anything is built."""
     choices = {"shift_direction": DIRECTIONS, "shift_padding": PADDINGS, "shift_place": SHIFT_PLACES,
-               "sampling": _SAMPLINGS, "test_crops": ("center", "three", "ten", "full")}  # fmt: skip
+               "sampling": SAMPLING_MODES, "test_crops": TEST_CROPS}  # fmt: skip
     for key, allowed in choices.items():
         if getattr(spec, key) not in allowed:
             raise ValueError(f"model option {key} must be one of {', '.join(allowed)}, got {getattr(spec, key)!r}")
@@ -487,13 +486,10 @@ def describe(name: str) -> dict[str, Any]:
     }
 
 
-_CROPS_PER_CLIP = {"center": 1, "three": 3, "ten": 10, "full": 1}
-
-
 def _test_views(spec: ModelSpec) -> str:
     """What `tsm test` and `tsm predict` run per video: clips (twice-sample doubles them) x crops."""
-    clips = spec.test_clips * (2 if spec.twice_sample else 1)
-    crops = _CROPS_PER_CLIP[spec.test_crops]
+    clips = SamplingSpec(test_clips=spec.test_clips, twice_sample=spec.twice_sample).test_views
+    crops = CROPS_PER_CLIP[spec.test_crops]
     return f"{clips} clip{'s' * (clips > 1)} x {crops} crop{'s' * (crops > 1)}"
 
 
