@@ -24,6 +24,13 @@ class UsageError(ValueError):
     """Bad arguments: reported like argparse's own errors, with exit code 2."""
 
 
+def _at_least(*checks: tuple[str, float | None, int]) -> None:
+    """Usage errors for numeric options below their least value; ``None`` (not given) passes."""
+    for flag, value, least in checks:
+        if value is not None and value < least:
+            raise UsageError(f"{flag} must be at least {least}, got {value}")
+
+
 def _table(rows: list[dict[str, Any]], columns: list[tuple[str, str]]) -> str:
     """Plain aligned text table: ``columns`` is ``[(key, header), ...]``; numbers right-aligned."""
     cells = [[h for _, h in columns]] + [["-" if r.get(k) is None else str(r[k]) for k, _ in columns] for r in rows]
@@ -220,8 +227,7 @@ def cmd_test(args: argparse.Namespace) -> int:
     from temporalshift.engine.config import load_config
     from temporalshift.engine.evaluate import check_dump_path, run_test
 
-    if args.clips is not None and args.clips < 1:
-        raise UsageError(f"--clips must be at least 1, got {args.clips}")
+    _at_least(("--clips", args.clips, 1))
     if args.dump:
         try:
             check_dump_path(Path(args.dump))
@@ -290,10 +296,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     """Top-k actions for each video of a file, folder or glob."""
     from temporalshift.predict import annotate_video, expand_sources, predict_many
 
-    if args.topk < 1:
-        raise UsageError(f"--topk must be at least 1, got {args.topk}")
-    if args.clips is not None and args.clips < 1:
-        raise UsageError(f"--clips must be at least 1, got {args.clips}")
+    _at_least(("--topk", args.topk, 1), ("--clips", args.clips, 1))
     paths = expand_sources(args.sources)
     if args.out_video and len(paths) != 1:
         raise UsageError("--out-video needs exactly one input video")
@@ -362,8 +365,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from temporalshift.serve import PredictionServer
 
-    if args.topk < 1:
-        raise UsageError(f"--topk must be at least 1, got {args.topk}")
+    _at_least(("--topk", args.topk, 1))
     if args.max_mb <= 0:
         raise UsageError(f"--max-mb must be positive, got {args.max_mb:g}")
     if not 0 <= args.port <= 65535:
@@ -394,10 +396,7 @@ def cmd_stream(args: argparse.Namespace) -> int:
     """Recognise a video file, camera or URL frame by frame with a uni-directional model."""
     from temporalshift.streaming import stream
 
-    if args.window < 1:
-        raise UsageError(f"--window must be at least 1, got {args.window}")
-    if args.max_frames is not None and args.max_frames < 1:
-        raise UsageError(f"--max-frames must be at least 1, got {args.max_frames}")
+    _at_least(("--window", args.window, 1), ("--max-frames", args.max_frames, 1))
     model = _load_model(args)
     events = stream(model, args.source, window=args.window, labels=args.labels, max_frames=args.max_frames,
                     engine=args.engine)  # fmt: skip
@@ -422,11 +421,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         raise ValueError(f"--device {args.device}: no CUDA GPU is visible on this machine (use --device cpu)")
     if args.device.split(":")[0] not in ("cpu", "cuda"):
         raise UsageError(f"--device must be cpu or cuda[:N], got {args.device!r}")
-    for flag, value, least in (("--runs", args.runs, 1), ("--warmup", args.warmup, 0),
-                               ("--train-batch", args.train_batch, 0), ("--threads", args.threads or 1, 1),
-                               ("--batch", min(args.batch), 1)):  # fmt: skip
-        if value < least:
-            raise UsageError(f"{flag} must be at least {least}, got {value}")
+    _at_least(("--runs", args.runs, 1), ("--warmup", args.warmup, 0), ("--train-batch", args.train_batch, 0),
+              ("--threads", args.threads or 1, 1), ("--batch", min(args.batch), 1))  # fmt: skip
     plot_to = _plot_path(args.plot) if args.plot else None  # before the run: a bad path must not cost its results
     if args.threads:
         torch.set_num_threads(args.threads)
