@@ -15,9 +15,9 @@ face a network.
 
 from __future__ import annotations
 
+import html
 import json
 import socket
-import sys
 import tempfile
 import threading
 import time
@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from temporalshift.data.decode import VideoDecodeError
+from temporalshift.data.decode import VideoDecodeError, _short
 from temporalshift.data.prepare import VIDEO_SUFFIXES
 from temporalshift.predict import Predictor
 from temporalshift.results import Prediction
@@ -128,11 +128,12 @@ class PredictionServer(ThreadingHTTPServer):
                 with self.decode_slots:
                     views, indices = self.predictor.load(str(path))
             except (VideoDecodeError, OSError, IndexError, ValueError) as exc:  # the upload's fault: told to the client
-                reason = _first_line(exc).replace(f"{path}: ", "").replace(str(path), name)  # no server paths
+                reason = _short(exc).replace(f"{path}: ", "").replace(str(path), name)  # no server paths
                 return Prediction.failed(name, f"{name} is not a readable video ({reason})")
             t1 = time.perf_counter()
             with self.model_lock:
                 probs = self.predictor.scores(views)
+                self.served += 1
             timings = {"decode_s": t1 - t0, "model_s": time.perf_counter() - t1}
         return self.predictor.to_prediction(name, probs, indices, topk, timings)
 
@@ -149,11 +150,6 @@ def _frame_size(path: Path) -> tuple[int, int] | None:
             return codec.width, codec.height
     except (OSError, ValueError, av.error.FFmpegError):  # the decoder will say what is wrong
         return None
-
-
-def _first_line(exc: Exception) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -184,7 +180,7 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802 - the name http.server calls
         path = urlsplit(self.path).path
         if path == "/":
-            page = _PAGE.replace("__MODEL__", _html(self.server.model_name))
+            page = _PAGE.replace("__MODEL__", html.escape(self.server.model_name))
             page = page.replace("__MAX_MB__", f"{self.server.max_mb:g}")
             self._send(HTTPStatus.OK, page.encode(), "text/html; charset=utf-8")
         elif path == "/health":
@@ -225,18 +221,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._refuse(HTTPStatus.BAD_REQUEST, f"the body ended after {len(video)} of {length} bytes")
             return
         prediction = self.server.predict_bytes(video, name, topk)
-        self.server.served += prediction.ok
         status = HTTPStatus.OK if prediction.ok else HTTPStatus.UNPROCESSABLE_ENTITY
         self._json(status, prediction.to_dict())
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - http.server's signature
-        if not self.server.quiet:  # control characters escaped, as http.server does: a client cannot drive the terminal
-            message = (format % args).translate(_CONTROL_CHARS)
-            sys.stderr.write(f"{self.address_string()} {message}\n")
-
-
-_CONTROL_CHARS = {c: f"\\x{c:02x}" for c in [*range(0x20), *range(0x7F, 0xA0)]}
-
-
-def _html(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
+        if not self.server.quiet:  # http.server's line escapes control characters: a client cannot drive the terminal
+            super().log_message(format, *args)
