@@ -106,6 +106,8 @@ def cmd_prepare_annotations(args: argparse.Namespace) -> int:
         print(f"{split}: {len(rows)} videos -> {written[split]}{note}")
     print(f"{len(layout.classes)} classes -> {written['label_map']}")
     print(f"paths are relative to {args.root}: pass it as the dataset root")
+    if layout.frame_template:
+        print(f"frames are named {layout.frame_template}: set data.frame_template (tsm prepare check --template)")
     return 0
 
 
@@ -122,7 +124,8 @@ def _print_jobs(results: list, what: str) -> int:
 def _video_jobs(src_dir: str, out_dir: str, suffix: str, *extra) -> list[tuple]:
     """One job per video under ``src_dir``: (video, its place in the same tree under ``out_dir``, *extra).
     Two videos with one place (``clip.mp4``, ``clip.mkv``) are refused before any work."""
-    from temporalshift.data.prepare import check_outputs, find_videos
+    from temporalshift.data.files import find_videos
+    from temporalshift.data.prepare import check_outputs
 
     src, out = Path(src_dir), Path(out_dir)
     if out.resolve() == src.resolve() or src.resolve() in out.resolve().parents:
@@ -157,11 +160,12 @@ def cmd_prepare_resize(args: argparse.Namespace) -> int:
 def cmd_prepare_check(args: argparse.Namespace) -> int:
     """Scan an annotated dataset for videos that cannot be decoded (or are shorter than listed)."""
     from temporalshift.data.datasets import read_annotations
-    from temporalshift.data.prepare import check_dataset, write_check_report
+    from temporalshift.data.prepare import check_dataset, check_frame_template, write_check_report
 
+    check_frame_template(args.template)
     records = read_annotations(args.annotations, args.root)
     report = args.report or f"{args.annotations}.check.json"
-    checks = check_dataset(records, None, full=args.full, repair=args.repair, workers=args.workers)
+    checks = check_dataset(records, None, args.full, args.repair, args.workers, args.template)
     bad = [c for c in checks if c.problem]
     print(f"checked {len(checks)} videos: {len(checks) - len(bad)} good, {len(bad)} with problems")
     for c in bad:
@@ -641,6 +645,7 @@ def _add_prepare(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--full", action="store_true", help="decode every frame, not just a few")
     p.add_argument("--repair", action="store_true", help="re-encode broken videos from their good frames")
     p.add_argument("--report", help="json report path (default: ANNOTATIONS.check.json)")
+    p.add_argument("--template", default="img_{:05d}.jpg", help="frame file names in frame folders (sthv1: {:05d}.jpg)")
     p.add_argument("--workers", type=int, default=0)
     p.set_defaults(func=cmd_prepare_check)
 

@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 from temporalshift.data.datasets import read_label_map
 from temporalshift.data.decode import VideoDecodeError, open_video
-from temporalshift.data.prepare import VIDEO_SUFFIXES
+from temporalshift.data.files import find_videos
 from temporalshift.data.sampling import SamplingSpec, sample_test
 from temporalshift.data.transforms import TestTransform, to_clip
 from temporalshift.models.zoo import ModelSpec
@@ -68,7 +68,7 @@ def expand_sources(sources: str | os.PathLike[str] | Sequence[str | os.PathLike[
         text = str(item)
         path = Path(text)
         if path.is_dir():
-            out += [str(p) for p in sorted(path.rglob("*")) if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES]
+            out += [str(p) for p in find_videos(path)]
         elif any(c in text for c in "*?[") and not path.exists():
             out += sorted(glob.glob(text, recursive=True))
         else:

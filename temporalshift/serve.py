@@ -28,7 +28,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from temporalshift.data.decode import VideoDecodeError, _short
-from temporalshift.data.prepare import VIDEO_SUFFIXES
+from temporalshift.data.files import VIDEO_SUFFIXES
 from temporalshift.predict import Predictor
 from temporalshift.results import Prediction
 

@@ -130,6 +130,17 @@ def test_annotation_formats(tmp_path):
         read_annotations(tmp_path / "nope.txt")
 
 
+def test_annotation_lists_with_a_byte_order_mark_bad_labels_or_empty_folders(tmp_path):
+    ann = tmp_path / "list.txt"
+    ann.write_bytes("\ufeffa.mp4 1\n".encode())  # Notepad's UTF-8: the mark is no part of the path
+    assert read_annotations(ann, root="/d") == [VideoRecord("/d/a.mp4", 1)]
+    for text, message in (("a.mp4 0\nb.mp4 -1\n", "list.txt:2: labels are class indices from 0, got -1"),
+                          ("frames/a 0 1\n", "list.txt:1: a frame folder needs at least one frame")):  # fmt: skip
+        ann.write_text(text)
+        with pytest.raises(ValueError, match=message):
+            read_annotations(ann)
+
+
 def test_label_maps(tmp_path):
     plain = tmp_path / "labels.txt"
     plain.write_text("abseiling\nair drumming\n")

@@ -1,10 +1,14 @@
 """Decoders: same frames for the same indices, whatever the backend, container or frame rate."""
 
+from fractions import Fraction
+
 import numpy as np
 import pytest
+from PIL import Image
 
 from temporalshift.data.decode import BACKENDS, VideoDecodeError, open_video
-from temporalshift.data.synthetic import read_frame_number
+from temporalshift.data.encode import write_video
+from temporalshift.data.synthetic import numbered_frames, read_frame_number
 
 from .conftest import NUM_FRAMES
 
@@ -89,3 +93,65 @@ def test_opencv_survives_a_header_that_overcounts(numbered_videos):
         frames = reader.get_frames([10, NUM_FRAMES + 5])
         assert [read_frame_number(f) for f in frames] == [10, NUM_FRAMES - 1]  # clamped to the end
         assert len(reader) == NUM_FRAMES  # and the true length is learnt
+
+
+@pytest.mark.parametrize("suffix, codec", [(".mpg", "mpeg2video"), (".ts", "libx264")])
+def test_mpeg_program_and_transport_streams_give_the_requested_frames(tmp_path, suffix, codec):
+    # Their packets carry timestamps on some packets only (and MPEG-PS flags non-keyframes as
+    # keyframes): seeking by the packet index returned other frames, or none
+    path = tmp_path / f"n{suffix}"
+    write_video(path, numbered_frames(NUM_FRAMES), fps=25, codec=codec, bit_rate=2_000_000, gop=12)
+    with open_video(path) as reader:
+        assert len(reader) == NUM_FRAMES
+        assert [read_frame_number(f) for f in reader.get_frames(INDICES)] == INDICES
+
+
+def test_a_seek_that_lands_past_its_target_falls_back_to_reading_forward(numbered_videos, monkeypatch):
+    with open_video(numbered_videos["mp4"]) as reader:
+        real_seek = reader._seek_to
+        monkeypatch.setattr(reader, "_seek_to", lambda pos: real_seek(min(pos + 10, NUM_FRAMES - 1)))  # overshoots
+        assert [read_frame_number(f) for f in reader.get_frames([35, 12])] == [35, 12]
+        assert reader.seek is False  # no more seeking in this file
+
+
+@pytest.mark.parametrize("degrees", [90, 180, 270])
+def test_frames_come_out_upright_whatever_display_rotation_the_file_asks_for(tmp_path, degrees):
+    import av
+
+    frame = np.zeros((32, 64, 3), np.uint8)
+    frame[:16, :16] = 255  # a white top-left corner, stored landscape
+    path = tmp_path / f"rot{degrees}.mp4"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 64, 32, "yuv444p"
+        if not hasattr(stream, "set_display_rotation"):
+            pytest.skip("this PyAV cannot write a display rotation")
+        stream.set_display_rotation(degrees)
+        for _ in range(3):
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    expected = np.rot90(frame, degrees // 90)  # FFmpeg's display matrix turns counter-clockwise
+    for backend in ("pyav", "opencv"):  # OpenCV applies it too: both give the same picture
+        with open_video(path, backend) as reader:
+            got = reader.get_frames([1])[0]
+        assert got.shape == expected.shape and np.abs(got.astype(int) - expected).mean() < 8
+
+
+def test_opencv_counts_the_frames_of_a_variable_frame_rate_matroska(tmp_path):
+    path = tmp_path / "vfr.mkv"  # OpenCV's header count for Matroska is duration x fps: 3x too many here
+    pts = [0, 1, 2, 10, 11, 12, 50, 51, 52, 53, 54, 100, 101, 102, 200, 201, 202, 203, 204, 205]
+    write_video(path, numbered_frames(len(pts)), fps=25, pts=pts, time_base=Fraction(1, 100))
+    with open_video(path, "opencv") as reader:
+        assert len(reader) == len(pts)
+        assert [read_frame_number(f) for f in reader.get_frames([3, 19])] == [3, 19]
+
+
+def test_a_frame_folder_whose_frames_differ_in_size_is_a_decode_error(tmp_path):
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    for i in range(1, 5):
+        Image.fromarray(np.zeros((40, 60 if i == 3 else 50, 3), np.uint8)).save(folder / f"img_{i:05d}.jpg")
+    with open_video(folder) as reader, pytest.raises(VideoDecodeError, match="frames differ in size"):
+        reader.get_frames([0, 2])

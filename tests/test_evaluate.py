@@ -80,3 +80,30 @@ def test_unreadable_videos_are_reported_and_left_out(trained, tmp_path, capsys):
     assert main(["test", str(recipe), str(ckpt), "--set", f"data.test_list={lines}"]) == 0
     out = capsys.readouterr().out
     assert "3 videos x 2 views" in out and "1 unreadable video(s) left out" in out and "broken.mp4" in out
+
+
+def test_labels_the_model_has_no_class_for_are_refused_before_testing(trained, tmp_path, capsys):
+    recipe, ckpt = trained  # a model of 8 classes
+    from temporalshift.engine.config import load_config
+
+    root = load_config(recipe).data.root
+    first = open(f"{root}/test.txt").read().splitlines()[0].split()[0]
+    lines = tmp_path / "test.txt"
+    lines.write_text(f"{root}/{first} 8\n")
+    assert main(["test", str(recipe), str(ckpt), "--set", f"data.test_list={lines}"]) == 1
+    err = capsys.readouterr().err
+    assert "labels up to 8, but the model has 8 classes" in err and "Traceback" not in err
+
+
+def test_whole_frame_views_of_different_shapes_are_tested_one_video_at_a_time(trained, tmp_path, capsys):
+    recipe, ckpt = trained
+    from temporalshift.data.encode import write_video
+    from temporalshift.data.synthetic import numbered_frames
+
+    for name, (h, w) in {"wide.mp4": (32, 56), "square.mp4": (32, 32)}.items():
+        write_video(tmp_path / name, numbered_frames(8, h, w), fps=8)
+    lines = tmp_path / "test.txt"
+    lines.write_text(f"{tmp_path}/wide.mp4 0\n{tmp_path}/square.mp4 1\n")
+    args = ["test", str(recipe), str(ckpt), "--crops", "full", "--set", f"data.test_list={lines}"]
+    assert main(args) == 0
+    assert "2 videos x 2 views" in capsys.readouterr().out

@@ -5,6 +5,7 @@ import shutil
 
 import pytest
 
+from temporalshift.atomic import _umask
 from temporalshift.cli import main
 from temporalshift.data.datasets import VideoDataset, read_annotations, read_label_map
 from temporalshift.data.layouts import read_layout, write_layout
@@ -57,6 +58,33 @@ def test_kinetics(tmp_path, numbered_videos, name):
     _check_loadable(written, root)
 
 
+def test_kinetics_matches_each_row_to_its_own_clip_through_symlinked_folders(tmp_path, numbered_videos):
+    root = tmp_path / "k400"
+    (root / "annotations").mkdir(parents=True)
+    (root / "annotations" / "train.csv").write_bytes(  # with the byte-order mark some exports carry
+        "\ufefflabel,youtube_id,time_start,time_end,split\nabseiling,EEEEEEEEEEE,10,20,train\n"
+        "zumba,EEEEEEEEEEE,100,110,train\nabseiling,FFFFFFFFFFF,0,10,train\n".encode()
+    )
+    disk = tmp_path / "other_disk"  # the class folders live elsewhere, linked in
+    for name in ("EEEEEEEEEEE_000010_000020.mp4", "EEEEEEEEEEE_000100_000110.mp4", "FFFFFFFFFFF.mp4"):
+        _video(numbered_videos["mp4"], disk / name)
+    (disk / "FFFFFFFFFFF.mp4.broken").write_text("the backup tsm prepare check --repair keeps")
+    (root / "videos").mkdir()
+    (root / "videos" / "train").symlink_to(disk)
+    layout = read_layout("kinetics400", root)
+    assert layout.splits["train"] == [  # one file per row, the right one; named by id alone where unique
+        ("videos/train/EEEEEEEEEEE_000010_000020.mp4", 0, None),
+        ("videos/train/EEEEEEEEEEE_000100_000110.mp4", 1, None),
+        ("videos/train/FFFFFFFFFFF.mp4", 0, None),
+    ]
+    (root / "annotations" / "val.csv").write_text(
+        "label,youtube_id,time_start,time_end,split\nyoga,GGGGGGGGGGG,0,10,val\n"
+    )
+    _video(numbered_videos["mp4"], root / "videos/val/GGGGGGGGGGG_000000_000010.mp4")
+    with pytest.raises(ValueError, match=r"val.csv:2: class 'yoga' is not one of the 2 classes of train.csv"):
+        read_layout("kinetics400", root)
+
+
 def test_something_something_v2(tmp_path, numbered_videos):
     root = tmp_path / "sthv2"
     (root / "labels").mkdir(parents=True)
@@ -89,10 +117,12 @@ def test_twenty_bn_frame_datasets(tmp_path, numbered_videos, name, prefix, frame
     _frames(numbered_videos["frames"], root / frames_dir / "100", n=5)
     _frames(numbered_videos["frames"], root / frames_dir / "101", n=7)
     _frames(numbered_videos["frames"], root / frames_dir / "200", n=3)
+    (root / frames_dir / "103").mkdir()  # an empty folder: left out like a missing one
+    (root / f"{prefix}-train.csv").write_text((root / f"{prefix}-train.csv").read_text() + "103;Swiping Left\n")
     layout = read_layout(name, root)
     assert layout.frames and layout.classes == ["Doing other things", "Swiping Left"]
     assert layout.splits["train"] == [(f"{frames_dir}/100", 1, 5), (f"{frames_dir}/101", 0, 7)]
-    assert layout.missing["train"] == 1
+    assert layout.missing["train"] == 2 and layout.frame_template == "{:05d}.jpg"
     written = write_layout(layout, name, root)
     assert written["train"].name == f"{name}_train_list_rawframes.txt"
     assert written["val"].read_text() == f"{frames_dir}/200 3 0\n"
@@ -118,9 +148,17 @@ def test_ucf101(tmp_path, numbered_videos):
     assert layout.classes == ["ApplyEyeMakeup", "Archery"]
     assert [label for _, label, _ in layout.splits["train"]] == [0, 1]
     assert layout.splits["val"] == [("UCF-101/Archery/v_Archery_g01_c01.avi", 1, None)]
-    _check_loadable(write_layout(layout, "ucf101", root), root)
+    written = write_layout(layout, "ucf101", root)
+    assert written["train"].name == "ucf101_train_split_1_list_videos.txt"  # split 2's lists go beside them
+    _check_loadable(written, root)
     with pytest.raises(FileNotFoundError, match="trainlist02.txt"):
         read_layout("ucf101", root, split_id=2)
+    with pytest.raises(ValueError, match="official splits 1, 2 and 3, not 0"):
+        read_layout("ucf101", root, split_id=0)
+    (lists / "trainlist01.txt").write_text("Archery/v_Archery_g08_c01.avi 2\nArchry/v_Archery_g01_c01.avi 2\n")
+    _video(numbered_videos["mkv"], root / "UCF-101/Archry/v_Archery_g01_c01.avi")
+    with pytest.raises(ValueError, match=r"trainlist01.txt:2: class 'Archry' is not one of the 2 classes"):
+        read_layout("ucf101", root, split_id=1)
 
 
 def test_hmdb51(tmp_path, numbered_videos):
@@ -150,8 +188,17 @@ def test_cli_prepare_annotations(tmp_path, numbered_videos, capsys):
     out = capsys.readouterr().out
     assert "train: 1 videos" in out and "val: 0 videos" in out and "1 listed videos not found" in out
     assert (tmp_path / "lists/hmdb51_label_map.txt").read_text() == "run\n"
+    assert (tmp_path / "lists/hmdb51_label_map.txt").stat().st_mode & 0o777 == 0o666 & ~_umask()  # not 0600
     assert main(["prepare", "annotations", "hmdb51", str(tmp_path / "nowhere")]) == 1
     assert "dataset root not found" in capsys.readouterr().err
+    assert (
+        main(["prepare", "annotations", "hmdb51", str(root), "--out", str(tmp_path / "lists/run_label_map.txt")]) == 0
+    )
+    assert (
+        main(["prepare", "annotations", "hmdb51", str(root), "--out", str(tmp_path / "lists/hmdb51_label_map.txt")])
+        == 1
+    )
+    assert "is a file; the lists go into a folder" in capsys.readouterr().err
 
 
 def test_annotations_help_describes_every_layout(capsys):

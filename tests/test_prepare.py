@@ -114,3 +114,67 @@ def test_cli_check(tmp_path, numbered_videos, capsys):
     out = capsys.readouterr().out
     assert "checked 2 videos: 1 good, 1 with problems" in out and "bad.mp4: empty file" in out
     assert json.loads((tmp_path / "list.txt.check.json").read_text())["checked"] == 2
+
+
+def test_prepare_finds_videos_through_symlinked_folders_and_publishes_readable_frames(tmp_path, numbered_videos):
+    from temporalshift.atomic import _umask
+
+    src = tmp_path / "src"
+    src.mkdir()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    shutil.copy(numbered_videos["mp4"], elsewhere / "one.mp4")
+    (src / "linked").symlink_to(elsewhere)
+    (elsewhere / "loop").symlink_to(src)  # a link cycle must end, each folder seen once
+    assert main(["prepare", "frames", str(src), str(tmp_path / "out"), "--workers", "1"]) == 0
+    folder = tmp_path / "out" / "linked" / "one"
+    assert len(list(folder.iterdir())) == NUM_FRAMES
+    assert folder.stat().st_mode & 0o777 == 0o777 & ~_umask()  # not the temporary folder's 0700
+
+
+def test_check_trusts_the_video_streams_duration_not_a_longer_audio_track(tmp_path):
+    import av
+    import numpy as np
+
+    path = tmp_path / "talk.mp4"  # 1 s of video, 3 s of audio
+    with av.open(str(path), "w") as container:
+        video, audio = container.add_stream("libx264", rate=25), container.add_stream("aac", rate=16000)
+        video.width, video.height, video.pix_fmt = 64, 48, "yuv420p"
+        for _ in range(25):
+            for packet in video.encode(av.VideoFrame.from_ndarray(np.zeros((48, 64, 3), np.uint8), format="rgb24")):
+                container.mux(packet)
+        for i in range(46):
+            samples = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+            samples.sample_rate, samples.pts = 16000, i * 1024
+            for packet in audio.encode(samples):
+                container.mux(packet)
+        for stream in (video, audio):
+            for packet in stream.encode():
+                container.mux(packet)
+    check = check_video(VideoRecord(str(path), 0), repair=True)
+    assert check.problem == "" and check.frames == 25 and not check.repaired
+
+
+def test_check_opens_frame_folders_by_template_and_a_failed_repair_keeps_no_backup(
+    tmp_path, numbered_videos, capsys, monkeypatch
+):
+    import temporalshift.data.prepare as prepare
+
+    frames = tmp_path / "sth" / "100"
+    frames.mkdir(parents=True)
+    for i in range(1, 4):  # Something-Something V1's names
+        shutil.copy(numbered_videos["frames"] / f"img_{i:05d}.jpg", frames / f"{i:05d}.jpg")
+    ann = tmp_path / "list.txt"
+    ann.write_text("sth/100 3 0\n")
+    assert main(["prepare", "check", str(ann), "--template", "{:05d}.jpg", "--workers", "1"]) == 0
+    assert "1 good, 0 with problems" in capsys.readouterr().out
+    damaged = tmp_path / "damaged.mkv"
+    mkv = numbered_videos["mkv"].read_bytes()
+    damaged.write_bytes(mkv[: len(mkv) // 2] + bytes(2000) + mkv[len(mkv) // 2 + 2000 :])
+
+    def encoder_fails(*_a, **_k):
+        raise RuntimeError("the encoder refused the frames")
+
+    monkeypatch.setattr(prepare, "write_video", encoder_fails)
+    check = check_video(VideoRecord(str(damaged), 0), full=True, repair=True)
+    assert check.problem and not check.repaired and not (tmp_path / "damaged.mkv.broken").exists()

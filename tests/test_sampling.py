@@ -72,8 +72,11 @@ def test_short_videos_repeat_frames_in_order(frames):
     spec = SamplingSpec(num_segments=8)
     expected = np.floor(np.arange(8) * frames / 8).astype(int).tolist()
     assert sample_train(frames, spec, np.random.default_rng(0)).tolist() == expected
-    assert sample_test(frames, spec).tolist() == [expected]
-    assert sample_test(frames, SamplingSpec(num_segments=8, twice_sample=True)).shape == (2, 8)
+    # testing takes the authors' segment centres, int(tick / 2 + tick * x), and starts with twice-sample
+    tick = frames / 8
+    centres, starts = [int(tick / 2 + tick * x) for x in range(8)], [int(tick * x) for x in range(8)]
+    assert sample_test(frames, spec).tolist() == [centres]
+    assert sample_test(frames, SamplingSpec(num_segments=8, twice_sample=True)).tolist() == [centres, starts]
 
 
 def test_parse_and_validation():
@@ -83,5 +86,7 @@ def test_parse_and_validation():
         SamplingSpec.parse("8 frames")
     with pytest.raises(ValueError, match="num_segments must be >= 1"):
         SamplingSpec(num_segments=0)
+    with pytest.raises(ValueError, match="dense sampling has no segments"):  # it would count 2x the views it samples
+        SamplingSpec.parse("dense", test_clips=10, twice_sample=True)
     with pytest.raises(ValueError, match="at least one frame"):
         sample_test(0, SamplingSpec())

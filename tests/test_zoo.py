@@ -148,6 +148,7 @@ def test_overrides_and_helpful_errors():
         ({"num_classes": -3}, "num_classes must be at least 1, got -3"),
         ({"input_size": -1}, "input_size must be at least 32"),
         ({"sampling": "foo"}, "sampling must be one of segment, dense, got 'foo'"),
+        ({"sampling": "dense", "twice_sample": True}, "dense sampling has none"),
         ({"shift_place": "foo"}, "shift_place must be one of blockres, block"),
         ({"shift_direction": "up"}, "shift_direction must be one of"),
         ({"mean": (0.5,)}, r"mean must be three \(R, G, B\) values, got \(0.5,\)"),

@@ -65,7 +65,7 @@ def read_annotations(file: str | os.PathLike[str], root: str | os.PathLike[str] 
     base = Path(root) if root is not None else file.parent
     records = []
     try:
-        text = file.read_text()
+        text = file.read_text(encoding="utf-8-sig")  # a byte-order mark is no part of the first path
     except UnicodeDecodeError:
         raise ValueError(f"{file} is not a text annotation list (a video or another binary file?)") from None
     for n, raw in enumerate(text.splitlines(), start=1):
@@ -82,6 +82,10 @@ def read_annotations(file: str | os.PathLike[str], root: str | os.PathLike[str] 
                 raise ValueError
         except ValueError:
             raise ValueError(f"{file}:{n}: expected 'path label' or 'dir num_frames label', got {line!r}") from None
+        if label < 0:
+            raise ValueError(f"{file}:{n}: labels are class indices from 0, got {label}")
+        if frames is not None and frames < 1:
+            raise ValueError(f"{file}:{n}: a frame folder needs at least one frame, the list says {frames}")
         records.append(VideoRecord(str(base / path), label, frames))
     if not records:
         raise ValueError(f"{file} lists no videos")

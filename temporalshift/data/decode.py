@@ -9,7 +9,12 @@ is then the ``i``-th frame in presentation order, which stays right for variable
 for containers whose header count is missing or wrong. To fetch a sparse set of frames it seeks
 to the keyframe before a wanted frame only when that skips work; otherwise it keeps decoding
 forward (seeking to every frame of a file with few keyframes would decode the same GOP again
-and again).
+and again). It trusts packet timestamps and keyframe flags only in containers that index them
+(MP4/MOV, Matroska/WebM, AVI, FLV); in others (MPEG program and transport streams carry
+timestamps on some packets only, and flag packets as keyframes that are not) it counts the
+frames by decoding them and always reads forward from the first one. A seek that lands past its
+target or on a frame it cannot place falls back to that forward reading too. Frames come out
+upright: a display rotation in the file (phone videos) is applied.
 """
 
 from __future__ import annotations
@@ -27,6 +32,8 @@ BACKENDS: tuple[str, ...] = ("pyav", "opencv", "decord", "frames")
 # A seek costs about as much as decoding a few frames (flush + restart at a keyframe).
 _SEEK_MARGIN = 4
 DEFAULT_FRAME_TEMPLATE = "img_{:05d}.jpg"
+# FFmpeg's names of the containers whose packets carry every frame's timestamp and true keyframe flags
+_INDEXED_FORMATS = frozenset({"mov,mp4,m4a,3gp,3g2,mj2", "matroska,webm", "avi", "flv"})
 
 
 class VideoDecodeError(Exception):
@@ -128,7 +135,13 @@ class PyAVReader(_ReaderBase):
         self._stream.thread_count = threads
         rate = self._stream.average_rate or self._stream.guessed_rate
         self.fps = float(rate) if rate else None
-        self._index_packets()  # ends with the container rewound to the first frame
+        self.damage: str | None = None  # set when the file is readable only up to some point
+        # by_count: frame i is the i-th frame decoded from the start (no timestamp index, no seeking)
+        self._by_count = self._container.format.name not in _INDEXED_FORMATS
+        if self._by_count:
+            self._count_decoded_frames()
+        else:
+            self._index_packets()  # ends with the container rewound to the first frame
         self._frames_iter = self._container.decode(self._stream)
         self._next = 0  # index of the frame the decoder produces next (-1: unknown)
 
@@ -136,7 +149,6 @@ class PyAVReader(_ReaderBase):
         import av
 
         pts, keys = [], []
-        self.damage: str | None = None  # set when the file is readable only up to some point
         try:
             for packet in self._container.demux(self._stream):
                 if packet.size == 0 or packet.pts is None:
@@ -157,13 +169,22 @@ class PyAVReader(_ReaderBase):
         self._check_length()
         self._container.seek(0, stream=self._stream)
 
+    def _header_seconds(self) -> float | None:
+        """The video's duration as the header states it: the stream's own, else the container's
+        when the video is its only stream (an audio track may run longer than the video)."""
+        stream = self._stream
+        if stream.duration and stream.time_base:
+            return float(stream.duration * stream.time_base)
+        if self._container.duration and len(self._container.streams) == 1:
+            return self._container.duration / 1_000_000  # microseconds
+        return None
+
     def _check_length(self) -> None:
         """Flag a file whose packets stop well before the duration its header states."""
-        header = self._container.duration  # microseconds, when the container records it
+        header_s = self._header_seconds()
         found = self.duration
-        if self.damage or not header or found is None or len(self._pts) < 2:
+        if self.damage or not header_s or found is None or len(self._pts) < 2:
             return
-        header_s = header / 1_000_000
         frame_s = found / len(self._pts)
         if found < header_s - max(2 * frame_s, 0.05 * header_s):
             self.damage = (
@@ -171,13 +192,31 @@ class PyAVReader(_ReaderBase):
                 " (truncated or damaged)"
             )
 
+    def _count_decoded_frames(self) -> None:
+        """The frame count of a container without a reliable timestamp index: decode them all once."""
+        import av
+
+        count = 0
+        try:
+            for _ in self._container.decode(self._stream):
+                count += 1
+        except av.error.FFmpegError as exc:
+            if not count:
+                raise VideoDecodeError(self.path, f"cannot decode ({_short(exc)})") from None
+            self.damage = f"undecodable after frame {count} ({_short(exc)}), the rest is lost"
+        if not count:
+            raise VideoDecodeError(self.path, "no video frames")
+        self._pts = list(range(count))  # positions stand in for timestamps: only len() reads them
+        self._pos_of_pts, self._keyframes = {}, [0]
+        self._container.seek(0, stream=self._stream)
+
     def __len__(self) -> int:
         return len(self._pts)
 
     @property
     def duration(self) -> float | None:
         tb = self._stream.time_base
-        if tb is None or len(self._pts) < 2:
+        if self._by_count or tb is None or len(self._pts) < 2:
             return super().duration
         step = (self._pts[-1] - self._pts[0]) / (len(self._pts) - 1)
         return float((self._pts[-1] - self._pts[0] + step) * tb)
@@ -199,13 +238,19 @@ class PyAVReader(_ReaderBase):
             for target in sorted(set(wanted)):
                 if target in found:
                     continue
-                key = self._keyframes[bisect.bisect_right(self._keyframes, target) - 1] if self.seek else 0
+                use_seek = self.seek and not self._by_count
+                key = self._keyframes[bisect.bisect_right(self._keyframes, target) - 1] if use_seek else 0
                 # Seek only when it pays: the decoder is past the target already, or the keyframe
                 # before the target is far enough ahead that jumping beats decoding up to it.
                 ahead = key - self._next
                 if self._next < 0 or self._next > target or ahead > _SEEK_MARGIN:
                     self._seek_to(key)
-                self._decode_until(target, found)
+                    if not self._decode_until(target, found, after_seek=key > 0):
+                        self.seek = False  # the seek missed: from now on read forward from frame 0
+                        self._seek_to(0)
+                        self._decode_until(target, found)
+                else:
+                    self._decode_until(target, found)
         except av.error.FFmpegError as exc:
             raise VideoDecodeError(self.path, f"decoding failed ({_short(exc)})") from None
         missing = [i for i in wanted if i not in found]
@@ -213,18 +258,29 @@ class PyAVReader(_ReaderBase):
             raise VideoDecodeError(self.path, f"frame {missing[0]} could not be decoded (truncated?)")
         return np.stack([found[i] for i in wanted])
 
-    def _decode_until(self, target: int, found: dict[int, np.ndarray]) -> None:
+    def _decode_until(self, target: int, found: dict[int, np.ndarray], after_seek: bool = False) -> bool:
+        """Decode up to frame ``target`` (converting it only). Right after a seek, returns False
+        when the first frame cannot be placed or lies past the target: the seek missed."""
         for frame in self._frames_iter:
-            pos = self._pos_of_pts.get(frame.pts) if frame.pts is not None else None
-            if pos is None:
-                pos = self._next if self._next >= 0 else 0
+            if self._by_count:
+                pos = self._next
+            else:
+                pos = self._pos_of_pts.get(frame.pts) if frame.pts is not None else None
+                if pos is None and after_seek:
+                    return False
+                if pos is None:  # decoding forward from a known place: the next frame
+                    pos = self._next if self._next >= 0 else 0
+                if after_seek and pos > target:
+                    return False
+            after_seek = False
             self._next = pos + 1
             if pos >= target:
                 if pos == target:
-                    found[target] = frame.to_ndarray(format="rgb24")
-                return
+                    found[target] = _upright(frame)
+                return True
             # A frame between the keyframe and the target: decoded, never converted.
         self._next = -1  # stream ended
+        return not after_seek
 
     def close(self) -> None:
         if self._container is not None:
@@ -232,8 +288,14 @@ class PyAVReader(_ReaderBase):
             self._container = None
 
 
+# Containers whose frame count OpenCV reads from a per-frame index; for the others (Matroska,
+# WebM, MPEG streams...) it estimates duration x fps, wrong for a variable frame rate
+_COUNTED_IN_HEADER = frozenset({".mp4", ".m4v", ".mov", ".avi"})
+
+
 class OpenCVReader(_ReaderBase):
-    """OpenCV reader: sequential grab-and-skip, robust to a wrong frame count in the header."""
+    """OpenCV reader: sequential grab-and-skip. It counts the frames by grabbing them once where
+    the container's header has no exact count, and survives a header that over-counts."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         import cv2
@@ -247,7 +309,7 @@ class OpenCVReader(_ReaderBase):
         self._count = int(self._cap.get(cv2.CAP_PROP_FRAME_COUNT))
         fps = self._cap.get(cv2.CAP_PROP_FPS)
         self.fps = float(fps) if fps and fps > 0 else None
-        if self._count <= 0:  # unknown: count by grabbing once
+        if self._count <= 0 or Path(path).suffix.lower() not in _COUNTED_IN_HEADER:  # unknown or a guess
             self._count = self._count_frames()
         if self._count <= 0:
             raise VideoDecodeError(path, "no video frames")
@@ -378,7 +440,26 @@ class FrameFolderReader(_ReaderBase):
                     cache[i] = np.asarray(image.convert("RGB"))
             except (UnidentifiedImageError, OSError) as exc:
                 raise VideoDecodeError(file, f"cannot decode image ({_short(exc)})") from None
+        sizes = {frame.shape for frame in cache.values()}
+        if len(sizes) > 1:
+            raise VideoDecodeError(self.path, f"its frames differ in size ({', '.join(sorted(map(str, sizes)))})")
         return np.stack([cache[i] for i in wanted])
+
+
+def quarter_turns(frame) -> int:
+    """Counter-clockwise quarter turns that set an ``av.VideoFrame`` upright: the display rotation
+    its file asks for (a phone's portrait video is stored landscape with a 90 or 270 degree matrix)."""
+    return round(float(getattr(frame, "rotation", 0) or 0) / 90) % 4
+
+
+def upright(rgb: np.ndarray, turns: int) -> np.ndarray:
+    """``rgb`` (H, W, 3) turned ``turns`` quarter turns counter-clockwise."""
+    return np.ascontiguousarray(np.rot90(rgb, turns)) if turns else rgb
+
+
+def _upright(frame) -> np.ndarray:
+    """An ``av.VideoFrame`` as uint8 RGB, upright."""
+    return upright(frame.to_ndarray(format="rgb24"), quarter_turns(frame))
 
 
 def _short(exc: BaseException) -> str:

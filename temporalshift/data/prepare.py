@@ -19,11 +19,17 @@ from pathlib import Path
 
 import numpy as np
 
+from temporalshift.atomic import publish_mode
 from temporalshift.data.datasets import VideoRecord
-from temporalshift.data.decode import DEFAULT_FRAME_TEMPLATE, VideoDecodeError, _short, open_video
+from temporalshift.data.decode import (
+    DEFAULT_FRAME_TEMPLATE,
+    VideoDecodeError,
+    _short,
+    open_video,
+    quarter_turns,
+    upright,
+)
 from temporalshift.data.encode import write_video
-
-VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".flv")
 
 
 @dataclass
@@ -51,11 +57,14 @@ def run_jobs(
                 results.append(_safe(func, job))
                 bar.update(1)
             return results
-        with ProcessPoolExecutor(max_workers=workers) as pool:
+        pool = ProcessPoolExecutor(max_workers=workers)
+        try:
             futures = [pool.submit(_safe, func, job) for job in jobs]
             for future in as_completed(futures):
                 results.append(future.result())
                 bar.update(1)
+        finally:  # on Ctrl-C: the jobs not started yet are dropped, not run to the end
+            pool.shutdown(wait=True, cancel_futures=True)
     return results
 
 
@@ -109,14 +118,6 @@ def check_short_side(short_side: int | None) -> None:
         raise ValueError(f"the short side must be at least 1 pixel, got {short_side}")
 
 
-def find_videos(folder: str | os.PathLike[str]) -> list[Path]:
-    """Video files under ``folder`` (recursively), sorted."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"no such folder: {folder}")
-    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES)
-
-
 def _scaled_size(height: int, width: int, short_side: int | None) -> tuple[int, int]:
     if not short_side:
         return height, width
@@ -126,7 +127,7 @@ def _scaled_size(height: int, width: int, short_side: int | None) -> tuple[int, 
 
 
 def _iter_frames(path: Path, short_side: int | None) -> Iterable[np.ndarray]:
-    """Decode every frame in order (skipping undecodable packets), resized by the short side."""
+    """Decode every frame in order (skipping undecodable packets), resized by the short side, upright."""
     import av
 
     try:
@@ -151,11 +152,12 @@ def _iter_frames(path: Path, short_side: int | None) -> Iterable[np.ndarray]:
             except av.error.FFmpegError:
                 continue  # a damaged packet: keep what can be decoded
             for frame in frames:
-                if size is None:
+                turns = quarter_turns(frame)  # read before reformat, which keeps no display matrix
+                if size is None:  # scaled as stored; the short side is the same one upright
                     size = _scaled_size(frame.height, frame.width, short_side)
                 if (frame.height, frame.width) != size:
                     frame = frame.reformat(width=size[1], height=size[0])
-                yield frame.to_ndarray(format="rgb24")
+                yield upright(frame.to_ndarray(format="rgb24"), turns)
     finally:
         container.close()
 
@@ -182,6 +184,7 @@ def extract_frames(
             Image.fromarray(rgb).save(tmp / template.format(count), quality=quality)
         if count == 0:
             raise VideoDecodeError(video, "no frame could be decoded")
+        publish_mode(tmp, out_dir, folder=True)
         os.replace(tmp, out_dir)
     finally:
         if tmp.exists():
@@ -212,15 +215,18 @@ class VideoCheck:
     repaired: bool = False
 
 
-def check_video(record: VideoRecord, full: bool = False, repair: bool = False) -> VideoCheck:
-    """Open ``record``, count its frames, decode a few (or, with ``full``, all) of them.
+def check_video(
+    record: VideoRecord, full: bool = False, repair: bool = False, template: str = DEFAULT_FRAME_TEMPLATE
+) -> VideoCheck:
+    """Open ``record``, count its frames, decode a few (or, with ``full``, all) of them; frame
+    folders hold files named by ``template``.
 
     With ``repair``, a video file whose packets partly fail to decode is re-encoded from the
     frames that do decode; the original is kept beside it as ``NAME.broken``.
     """
     check = VideoCheck(record.path, None, record.num_frames)
     try:
-        with open_video(record.path) as reader:
+        with open_video(record.path, frame_template=template) as reader:
             check.frames = len(reader)
             check.problem = getattr(reader, "damage", None) or ""
             n = len(reader)
@@ -248,7 +254,8 @@ def _repair(path: Path) -> bool:
     codec = "libvpx-vp9" if path.suffix.lower() == ".webm" else "libx264"  # what the container takes
     try:
         write_video(path, frames, fps=_fps(path), codec=codec)
-    except Exception:  # noqa: BLE001 - the original stays in place, untouched
+    except Exception:  # noqa: BLE001 - the original stays in place, untouched: no backup needed
+        backup.unlink(missing_ok=True)
         return False
     return True
 
@@ -264,8 +271,8 @@ def _fps(path: Path) -> float:
         return 30.0
 
 
-def _check_job(record: VideoRecord, full: bool, repair: bool) -> JobResult:
-    check = check_video(record, full, repair)
+def _check_job(record: VideoRecord, full: bool, repair: bool, template: str) -> JobResult:
+    check = check_video(record, full, repair, template)
     return JobResult(record.path, "failed" if check.problem else "done", json.dumps(asdict(check)))
 
 
@@ -275,9 +282,10 @@ def check_dataset(
     full: bool = False,
     repair: bool = False,
     workers: int = 0,
+    template: str = DEFAULT_FRAME_TEMPLATE,
 ) -> list[VideoCheck]:
     """Check every video of a dataset in parallel; write the problems to ``report`` (json)."""
-    results = run_jobs(_check_job, [(r, full, repair) for r in records], workers, "checking videos")
+    results = run_jobs(_check_job, [(r, full, repair, template) for r in records], workers, "checking videos")
     checks = []
     for res in results:
         if res.detail.startswith("{"):

@@ -11,7 +11,7 @@ Two families, as in the published model zoos:
   testing spreads ``test_clips`` windows (10 in the published protocol) evenly over the video.
 
 Indices past the end wrap around (mmaction2's "loop"), and a video shorter than the clip repeats
-frames in time order, so every clip has exactly ``N*A`` frames.
+frames in time order, so every clip has exactly ``N*A`` frames. Dense sampling takes no twice-sample.
 """
 
 from __future__ import annotations
@@ -42,6 +42,8 @@ class SamplingSpec:
         for name in ("num_segments", "clip_len", "frame_interval", "test_clips", "window"):
             if getattr(self, name) < 1:
                 raise ValueError(f"sampling {name} must be >= 1, got {getattr(self, name)}")
+        if self.mode == "dense" and self.twice_sample:  # its second view comes from segment starts
+            raise ValueError("twice_sample takes a second view from the segment starts; dense sampling has no segments")
 
     @property
     def frames_per_clip(self) -> int:
@@ -90,7 +92,7 @@ def _segment_starts(num_frames: int, spec: SamplingSpec, fractions: np.ndarray) 
     place per segment); the result is ``(views, N)``.
     """
     span = spec.clip_len * spec.frame_interval
-    usable = num_frames - span + 1
+    usable = max(num_frames - span + 1, 1)  # shorter than one snippet: every start at 0 (then wrapped)
     seg = usable / spec.num_segments
     base = np.arange(spec.num_segments) * seg
     return (base[None, :] + fractions * seg).astype(np.int64)
@@ -129,6 +131,8 @@ def sample_test(num_frames: int, spec: SamplingSpec) -> np.ndarray:
     [[10, 30, 50, 70]]
     >>> sample_test(80, SamplingSpec(num_segments=4, twice_sample=True)).tolist()
     [[10, 30, 50, 70], [0, 20, 40, 60]]
+    >>> sample_test(5, SamplingSpec(num_segments=8, twice_sample=True)).tolist()
+    [[0, 0, 1, 2, 2, 3, 4, 4], [0, 0, 1, 1, 2, 3, 3, 4]]
     """
     if num_frames < 1:
         raise ValueError("a video needs at least one frame")
@@ -137,11 +141,8 @@ def sample_test(num_frames: int, spec: SamplingSpec) -> np.ndarray:
         stride, last_start = _dense_geometry(num_frames, spec)
         starts = np.linspace(0, last_start, num=spec.test_clips).astype(np.int64)
         return _snippets(starts[:, None] + np.arange(n)[None, :] * stride, spec, num_frames)
-    span = spec.clip_len * spec.frame_interval
-    if num_frames - span + 1 < n:
-        one = _short_video(max(num_frames - span + 1, 1), n)
-        views = np.repeat(one[None, :], spec.test_views, axis=0)
-        return _snippets(views, spec, num_frames)
+    # The same centres (and starts) for a video shorter than N segments: frames repeat in time
+    # order, as the authors' int(tick / 2 + tick * x) with tick < 1 has them.
     fractions = (np.arange(spec.test_clips) + 0.5) / spec.test_clips
     if spec.twice_sample:
         fractions = np.concatenate([fractions, fractions - 0.5 / spec.test_clips])

@@ -102,6 +102,15 @@ def build_loaders(cfg: Config, spec: ModelSpec, info: DistInfo, bad: BadVideoLog
     return Loaders(train, val_loader, train_set, val_set, bad)
 
 
+def check_labels(num_classes: int, *datasets: VideoDataset | None) -> None:
+    """Refuse annotations whose labels the model has no class for, before any work is done."""
+    top = max((max(d.labels()) for d in datasets if d is not None and len(d)), default=-1)
+    if top >= num_classes:
+        raise ValueError(
+            f"the annotations use labels up to {top}, but the model has {num_classes} classes; set model.num_classes"
+        )
+
+
 def build_test_set(
     cfg: Config,
     spec: ModelSpec,
@@ -130,6 +139,8 @@ def build_test_set(
 def test_loader(dataset: VideoDataset, cfg: Config, info: DistInfo, batch_size: int | None = None) -> DataLoader:
     """Every rank gets a shard (padded to equal size; the evaluation drops the duplicates)."""
     sampler = DistributedSampler(dataset, num_replicas=info.world_size, rank=info.rank, shuffle=False)
+    if getattr(dataset.transform, "crops", None) == "full":  # whole frames: videos' shapes differ
+        batch_size = 1
     return DataLoader(
         dataset,
         batch_size=batch_size or max(cfg.data.batch_size // 2, 1),

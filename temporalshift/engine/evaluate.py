@@ -203,7 +203,7 @@ def run_test(
 ) -> EvalResult:
     """``tsm test``: the test protocol of ``cfg`` (or the given views) on its test list."""
     from temporalshift.data.datasets import BadVideoLog
-    from temporalshift.engine.data import build_test_set, class_names, ensure_builtin_data, test_loader
+    from temporalshift.engine.data import build_test_set, check_labels, class_names, ensure_builtin_data, test_loader
     from temporalshift.engine.distributed import cleanup, init_distributed
     from temporalshift.models.zoo import create_model
 
@@ -217,6 +217,7 @@ def run_test(
                              **cfg.model.overrides)  # fmt: skip
         model.to(info.device)
         dataset = build_test_set(cfg, model.spec, "test", clips, twice, crops, BadVideoLog())
+        check_labels(model.num_classes, dataset)
         loader = test_loader(dataset, cfg, info)
         result = evaluate(
             model, loader, info, model.num_classes, cfg.runtime.average, cfg.runtime.amp, cfg.runtime.progress

@@ -36,7 +36,7 @@ from temporalshift.engine.checkpoint import (
     set_rng_state,
 )
 from temporalshift.engine.config import Config, save_config
-from temporalshift.engine.data import build_loaders, ensure_builtin_data
+from temporalshift.engine.data import build_loaders, check_labels, ensure_builtin_data
 from temporalshift.engine.distributed import DistInfo, barrier, cleanup, init_distributed, mean_across
 from temporalshift.engine.evaluate import _autocast, evaluate
 from temporalshift.engine.logs import RunLog, plot_curves
@@ -166,12 +166,7 @@ def _train(cfg: Config, info: DistInfo, resume: str | Path | None, auto_scale_lr
     if info.is_main and not resume:
         bad.clear()
     loaders = build_loaders(cfg, spec, info, bad)
-    top_label = max(max(loaders.train_set.labels()), max(loaders.val_set.labels()) if loaders.val_set else 0)
-    if top_label >= model.num_classes:
-        raise ValueError(
-            f"the annotations use labels up to {top_label}, but the model has {model.num_classes} classes; "
-            "set model.num_classes"
-        )
+    check_labels(model.num_classes, loaders.train_set, loaders.val_set)
 
     total_batch = cfg.data.batch_size * info.world_size * cfg.optim.accumulate
     lr = cfg.optim.lr * (total_batch / cfg.optim.ref_batch_size if auto_scale_lr else 1.0)

@@ -352,6 +352,8 @@ def _check_values(spec: ModelSpec) -> None:
     if spec.num_segments % segments:
         raise ValueError(f"model option shift_segments={segments} must divide num_segments={spec.num_segments} "
                          "(set shift_segments with num_segments)")  # fmt: skip
+    if spec.sampling == "dense" and spec.twice_sample:
+        raise ValueError("model option twice_sample takes a second view from segment starts; dense sampling has none")
     if spec.temporal_pool and spec.num_segments % 2:
         raise ValueError(f"temporal_pool halves the frames: num_segments must be even, got {spec.num_segments}")
 
