@@ -12,11 +12,13 @@ import re
 import sys
 import warnings
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from temporalshift import __version__
 
+H264_SUFFIXES = (".mp4", ".mkv", ".mov", ".avi")  # containers that take the annotated video's H.264
 LABELS_HELP = "kinetics400 | sthv2 | jester | moving_digits | a label-map file (default: the model's)"
 
 
@@ -212,23 +214,32 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     """Train a recipe (a YAML path or a bundled name) on one process or under torchrun."""
     from temporalshift.engine.config import load_config
-    from temporalshift.engine.train import train
+    from temporalshift.engine.distributed import is_main_process
+    from temporalshift.engine.train import resume_config, train
 
-    overrides = list(args.set)
-    if args.load_from:
-        overrides.append(f"model.load_from={args.load_from}")
-    if args.work_dir:
-        overrides.append(f"runtime.work_dir={args.work_dir}")
-    cfg = load_config(args.config, overrides)
+    if args.resume:  # the run's own config: the command line may change only how it runs
+        for flag, value in (("--work-dir", args.work_dir), ("--load-from", args.load_from)):
+            if value:
+                raise UsageError(f"{flag} is for a new run; --resume continues {args.resume} in place")
+        cfg = resume_config(args.resume, args.config, list(args.set))
+    else:
+        cfg = load_config(args.config, args.set)
+        # paths as given (no YAML parsing: 'exp #2' or 'a: b' are folder names, not a comment or a mapping)
+        if args.load_from:
+            cfg = replace(cfg, model=replace(cfg.model, load_from=args.load_from))
+        if args.work_dir:
+            cfg = replace(cfg, runtime=replace(cfg.runtime, work_dir=args.work_dir))
     result = train(cfg, resume=args.resume, auto_scale_lr=args.auto_scale_lr)
-    best = f"{100 * result.best_top1:.2f}%" if result.best_top1 is not None else "-"
-    print(f"done in {result.seconds:.0f} s: best val top-1 {best}; checkpoints and logs in {result.work_dir}")
+    if is_main_process():  # under torchrun, one line, not one per process
+        best = f"{100 * result.best_top1:.2f}%" if result.best_top1 is not None else "-"
+        print(f"done in {result.seconds:.0f} s: best val top-1 {best}; checkpoints and logs in {result.work_dir}")
     return 0
 
 
 def cmd_test(args: argparse.Namespace) -> int:
     """Evaluate a checkpoint with the recipe's (or the given) test protocol."""
     from temporalshift.engine.config import load_config
+    from temporalshift.engine.distributed import is_main_process
     from temporalshift.engine.evaluate import check_dump_path, run_test
 
     _at_least(("--clips", args.clips, 1))
@@ -240,10 +251,12 @@ def cmd_test(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.set)
     twice = {"on": True, "off": False}.get(args.twice_sample)
     result = run_test(cfg, args.checkpoint, clips=args.clips, crops=args.crops, twice=twice, dump=args.dump)
+    if not is_main_process():  # under torchrun the main process prints the (gathered) result
+        return 0
     summary = result.summary()
     if args.json:
         print(json.dumps({**summary, "per_class_accuracy": result.per_class_accuracy}, indent=2))
-        return 0
+        return _dump_failed(result.dump_error)
     print(
         f"{summary['num_videos']} videos x {summary['views_per_video']} views: "
         f"top-1 {100 * result.top1:.2f}%  top-5 {100 * result.top5:.2f}%  "
@@ -253,9 +266,15 @@ def cmd_test(args: argparse.Namespace) -> int:
         print(f"{len(result.skipped)} unreadable video(s) left out:")
         for video, reason in list(result.skipped.items())[:10]:
             print(f"  {video}: {reason}")
-    if args.dump:
+    if args.dump and not result.dump_error:
         print(f"per-video scores: {args.dump}")
-    return 0
+    return _dump_failed(result.dump_error)
+
+
+def _dump_failed(error: str | None) -> int:
+    if error:
+        print(f"tsm test: error: {error}", file=sys.stderr)
+    return 1 if error else 0
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
@@ -306,6 +325,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
         raise UsageError("--out-video needs exactly one input video")
     if args.out_video and Path(args.out_video).resolve() == Path(paths[0]).resolve():
         raise UsageError("--out-video is the input video itself; name another file")
+    if args.out_video and Path(args.out_video).suffix.lower() not in H264_SUFFIXES:
+        raise UsageError(f"--out-video is written as H.264: name a {', '.join(H264_SUFFIXES)} file, "
+                         f"not {Path(args.out_video).name}")  # fmt: skip
     predictor, _ = _predictor(args, clips=args.clips, crops=args.crops, fast=args.fast)
     failed = 0
     rows = []
@@ -350,6 +372,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         raise UsageError("--online exports ONNX only")
     if args.online and args.dynamic_batch:
         raise UsageError("--online already exports a step for any number of streams: drop --dynamic-batch")
+    if args.checkpoint and Path(args.output).resolve() == Path(args.checkpoint).resolve():
+        raise UsageError("-o is the checkpoint itself: the export would replace the weights; name another file")
     model = _load_model(args).eval()
     if args.reparameterize:
         model.reparameterize()

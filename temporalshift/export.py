@@ -116,7 +116,11 @@ def ort_session(path: str | os.PathLike[str], spin: bool = True):
     if not spin:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.add_session_config_entry("session.inter_op.allow_spinning", "0")
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    try:
+        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # noqa: BLE001 - onnxruntime's own error types (InvalidProtobuf, Fail...)
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ValueError(f"{path} is not an ONNX model onnxruntime can load ({first[:200]})") from None
 
 
 def load_onnx(path: str | os.PathLike[str], spin: bool = True):
@@ -125,6 +129,9 @@ def load_onnx(path: str | os.PathLike[str], spin: bool = True):
         raise FileNotFoundError(f"ONNX model not found: {path}")
     session = ort_session(path, spin)
     meta = session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
+    if meta is None and any(i.name.startswith("cache_") for i in session.get_inputs()):
+        raise ValueError(f"{path} is an online step (tsm export --online): it runs frame by frame with its "
+                         "caches (tsm stream, or your own loop), not on whole clips")  # fmt: skip
     if meta is None:
         raise ValueError(f"{path} was not exported by temporalshift (no '{METADATA_KEY}' metadata)")
     info = json.loads(meta)

@@ -95,7 +95,7 @@ def test_authors_tsn_equals_torchvision_frame_by_frame(tmp_path):
 
 def test_authors_resnet101_shifts_every_other_block(tmp_path):
     tv = _tv_resnet(101)
-    path = tmp_path / "TSM_something_RGB_resnet101_shift8_blockres_avg_segment8_e45.pth"
+    path = tmp_path / "TSM_somethingv2_RGB_resnet101_shift8_blockres_avg_segment8_e45.pth"
     torch.save({"state_dict": _authors_resnet(tv, classes=174, every=2)}, path)
     found = recognise(path)
     assert found.model_name == "tsm_r101_1x1x8_sthv2" and found.overrides == {}
@@ -177,6 +177,7 @@ def test_authors_mobilenetv2_and_online_layout(tmp_path):
     torch.save(online, path)
     model = ts.load_checkpoint(path)
     assert model.num_classes == 27 and model.spec.shift_direction == "right"
+    assert model.spec.labels == "jester"  # the file name says Jester: its bundled class names
     _assert_backbone_equals(model, feats)
 
 
@@ -350,6 +351,34 @@ def test_a_mismatch_is_refused_with_one_clear_message(tmp_path):
         ts.create_model("tsn_r50_1x1x8_k400", checkpoint=tsn_file)
 
 
+def test_our_own_files_refuse_a_model_built_otherwise_and_tell_the_dataset(tmp_path):
+    # a shift has no weights: only the file's record tells TSN from TSM, or a reversed order
+    for name, over, message in (("tsn_r50_1x1x8_k400", {}, "shift_div=0 in the file, 8 in the model"),
+                                ("tsm_r50_1x1x8_k400", {"shift_direction": "bidirectional_reversed"},
+                                 "shift_direction='bidirectional_reversed' in the file, 'bidirectional'")):  # fmt: skip
+        path = tmp_path / f"{name}.pt"
+        model = ts.create_model(name, num_classes=10, **over)
+        torch.save({"format": "temporalshift/1", "model_name": name, "overrides": {"num_classes": 10, **over},
+                    "model": model.state_dict()}, path)  # fmt: skip
+        with pytest.raises(ValueError, match=re.escape(message)):
+            ts.create_model("tsm_r50_1x1x8_k400", num_classes=10, checkpoint=path)
+        assert ts.load_checkpoint(path).spec == model.spec  # alone, the file rebuilds its own model
+        assert ts.create_model(name, num_classes=10, num_segments=16, checkpoint=path, **over).num_segments == 16
+    tv = _tv_resnet()
+    v1 = tmp_path / "TSM_something_RGB_resnet50_shift8_blockres_avg_segment8_e45.pth"  # the authors' V1 naming
+    torch.save({"state_dict": _authors_resnet(tv, classes=174)}, v1)
+    assert recognise(v1).model_name == "tsm_r50_1x1x8_sthv1"
+
+
+def test_a_state_dict_saved_from_data_parallel_loads(tmp_path):
+    model = _randomised(ts.create_model("tsm_mobilenetv2_1x1x8_k400", num_classes=5))
+    path = tmp_path / "ddp.pth"
+    torch.save({"state_dict": {f"module.{k}": v for k, v in model.state_dict().items()}}, path)
+    with pytest.warns(UserWarning, match="bare state dict"):
+        loaded = ts.load_checkpoint(path)
+    assert torch.equal(loaded.head.fc.weight, model.head.fc.weight)
+
+
 @pytest.mark.parametrize("suffix", [".pt", ".safetensors"])
 def test_convert_writes_our_format_that_rebuilds_alone(tmp_path, capsys, suffix):
     tv = _tv_resnet()
@@ -401,6 +430,15 @@ def test_pretrained_downloads_once_into_the_cache_and_checks_the_hash(tmp_path, 
     with pytest.raises(OSError, match="sha256 does not start with 0123abcd"):
         ts.create_model("tsm_mobilenetv2_1x1x8_k400", pretrained=f"{base}/tampered-0123abcd.pth")
     assert not (tmp_path / "home" / "checkpoints" / "tampered-0123abcd.pth").exists()
+
+
+def test_a_file_put_in_the_cache_by_hand_is_checked_like_a_download(tmp_path, monkeypatch):
+    monkeypatch.setenv("TSM_HOME", str(tmp_path))
+    placed = tmp_path / "checkpoints" / "tsm_model-0123abcd.pth"
+    placed.parent.mkdir()
+    placed.write_bytes(b"not the published file")
+    with pytest.raises(OSError, match="its sha256 does not start with 0123abcd"):
+        hub.download("http://127.0.0.1:9/tsm_model-0123abcd.pth", progress=False)
 
 
 def test_offline_download_says_where_to_put_the_file(tmp_path, monkeypatch):

@@ -160,3 +160,17 @@ def test_sthv2_json(tmp_path):
           "placeholders": ["potato", "vicks"]}]))  # fmt: skip
     recs = read_sthv2(tmp_path / "train.json", tmp_path / "labels.json", tmp_path / "videos")
     assert recs == [VideoRecord(str(tmp_path / "videos" / "78687.webm"), 0)]
+
+
+class _EpochProbe(VideoDataset):
+    def __getitem__(self, index):
+        return torch.tensor([self.epoch])
+
+
+def test_every_epoch_reaches_persistent_loader_workers(numbered_videos):
+    # the workers hold copies of the dataset made at their start: augmentation must still change per epoch
+    ds = _EpochProbe([VideoRecord(str(numbered_videos["mp4"]), 0)] * 4, SamplingSpec(), TestTransform())
+    loader = DataLoader(ds, batch_size=2, num_workers=2, persistent_workers=True)
+    for epoch in range(3):
+        ds.set_epoch(epoch)
+        assert torch.cat(list(loader)).flatten().tolist() == [epoch] * 4

@@ -5,6 +5,8 @@ import shutil
 import subprocess
 import sys
 
+import torch
+
 from temporalshift.engine.logs import read_log
 
 SETTINGS = [
@@ -50,3 +52,8 @@ def test_two_processes_match_one_with_the_same_global_batch(tiny_recipe, tmp_pat
     assert abs(acc1 - acc2) <= 0.08, (acc1, acc2)
     assert abs(loss1 - loss2) <= 0.3 * max(loss1, loss2), (loss1, loss2)
     assert len(list(two.glob("epoch_*.pt"))) == 2  # only rank 0 writes
+    from temporalshift.engine.checkpoint import load_training_state
+
+    rngs = load_training_state(two / "epoch_008.pt")["rng_per_rank"]  # each rank's own, for an exact resume
+    assert len(rngs) == 2 and not torch.equal(rngs[0]["torch"], rngs[1]["torch"])
+    assert ddp.stdout.count("done in") == 1  # the final line from rank 0 only

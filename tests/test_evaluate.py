@@ -107,3 +107,17 @@ def test_whole_frame_views_of_different_shapes_are_tested_one_video_at_a_time(tr
     args = ["test", str(recipe), str(ckpt), "--crops", "full", "--set", f"data.test_list={lines}"]
     assert main(args) == 0
     assert "2 videos x 2 views" in capsys.readouterr().out
+
+
+def test_a_dump_that_cannot_be_written_still_prints_the_results(trained, tmp_path, capsys, monkeypatch):
+    import temporalshift.engine.evaluate as evaluate
+
+    recipe, ckpt = trained
+
+    def disk_full(*_a, **_k):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(evaluate, "dump_results", disk_full)
+    assert main(["test", str(recipe), str(ckpt), "--dump", str(tmp_path / "s.json")]) == 1
+    out, err = capsys.readouterr()
+    assert "top-1" in out and "could not be written to" in err and "No space left on device" in err

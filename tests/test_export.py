@@ -78,6 +78,25 @@ def test_export_needs_a_model(capsys):
     assert "give --model NAME" in capsys.readouterr().err
 
 
+def test_export_never_writes_over_its_checkpoint_and_predict_names_what_an_onnx_file_is(tmp_path, capsys):
+    model = ts.create_model("tsm_mobilenetv2_1x1x8_k400", num_classes=3, input_size=64)
+    ckpt = tmp_path / "mine.pt"
+    torch.save({"format": "temporalshift/1", "model_name": model.name, "model": model.state_dict(),
+                "overrides": ts.models.zoo.spec_overrides(model)}, ckpt)  # fmt: skip
+    before = ckpt.read_bytes()
+    assert main(["export", "--checkpoint", str(ckpt), "-o", str(ckpt), "--format", "torchscript"]) == 2
+    assert "-o is the checkpoint itself" in capsys.readouterr().err and ckpt.read_bytes() == before
+    video = tmp_path / "v.mp4"
+    video.write_bytes(b"unused")
+    assert main(["predict", str(video), "--onnx", str(ckpt)]) == 1  # not ONNX at all
+    err = capsys.readouterr().err
+    assert "is not an ONNX model onnxruntime can load" in err and len(err.strip().splitlines()) == 1
+    online = tmp_path / "online.onnx"
+    assert main(["export", "--model", "tsm_mobilenetv2_online_1x1x8_k400", "--online", "-o", str(online)]) == 0
+    assert main(["predict", str(video), "--onnx", str(online)]) == 1
+    assert "is an online step (tsm export --online)" in capsys.readouterr().err
+
+
 def test_predict_with_a_fixed_batch_onnx_runs_its_views_in_chunks(tmp_path, numbered_videos, capsys):
     """Exported without --dynamic-batch the graph takes one clip; a 2-clip x 3-crop protocol still runs."""
     model = ts.create_model("tsm_r50_1x1x8_k400", backbone="resnet18", width=16, num_classes=8, input_size=64,

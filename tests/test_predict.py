@@ -92,6 +92,21 @@ def test_cli_predict_csv_and_annotated_video(digits_checkpoint, numbered_videos,
         assert reader.get_frames([0])[0, :4].mean() < original.get_frames([0])[0, :4].mean() + 255  # drawn over
 
 
+def test_annotated_video_of_an_odd_sized_source_and_a_container_h264_cannot_go_in(digits_checkpoint, tmp_path, capsys):
+    from temporalshift.data.encode import write_video
+    from temporalshift.data.synthetic import numbered_frames
+
+    odd = tmp_path / "odd.mkv"
+    write_video(odd, numbered_frames(16, 73, 97), fps=10, codec="ffv1")  # 97x73: 4:2:0 needs even sides
+    _, ckpt = digits_checkpoint
+    assert main(["predict", str(odd), "--checkpoint", str(ckpt), "--out-video", str(tmp_path / "a.mp4")]) == 0
+    with open_video(tmp_path / "a.mp4") as reader:
+        assert len(reader) == 16 and reader.get_frames([0]).shape == (1, 74, 98, 3)
+    capsys.readouterr()
+    assert main(["predict", str(odd), "--checkpoint", str(ckpt), "--out-video", str(tmp_path / "a.webm")]) == 2
+    assert "name a .mp4, .mkv, .mov, .avi file, not a.webm" in capsys.readouterr().err  # before any prediction
+
+
 def test_label_sets():
     assert len(class_names("kinetics400", 400)) == 400 and class_names("kinetics400", 400)[0] == "abseiling"
     assert len(class_names("sthv2", 174)) == 174 and len(class_names("jester", 27)) == 27

@@ -120,7 +120,7 @@ def test_a_used_work_dir_is_refused_and_resume_skips_a_damaged_last_checkpoint(t
     assert "already holds a run (epoch_002.pt)" in err and f"--resume {work}" in err
     assert {p.name: p.read_bytes() for p in work.glob("*.pt")} == before
     (work / "epoch_002.pt").write_bytes(before["epoch_002.pt"][:300])  # the last one damaged
-    assert main(["train", str(tiny_recipe(work, epochs=3)), "--resume", str(work)]) == 0
+    assert main(["train", str(recipe), "--resume", str(work), "--set", "schedule.epochs=3"]) == 0
     out, err = capsys.readouterr()
     assert "epoch_002.pt cannot be read" in err and "resuming from epoch_001.pt instead" in err
     assert (work / "epoch_003.pt").is_file()  # resumed from epoch 1's checkpoint and ran epochs 2 and 3
@@ -132,9 +132,71 @@ def test_resuming_with_another_model_says_what_does_not_fit(tiny_recipe, tmp_pat
     capsys.readouterr()
     code = main(["train", str(tiny_recipe(work, epochs=2)), "--resume", str(work), "--set", "model.num_classes=10"])
     err = capsys.readouterr().err
-    assert code == 1 and "(resumed) does not fit the model: wrong shape for 2 keys" in err
+    assert code == 1 and "--resume continues" in err and "cannot change model.num_classes" in err
     assert len(err.strip().splitlines()) == 1
     assert "num_classes: 8" in (work / "config.yaml").read_text()  # the refused resume left the run's config alone
+    (work / "config.yaml").write_text((work / "config.yaml").read_text().replace("num_classes: 8", "num_classes: 10"))
+    code = main(["train", str(tiny_recipe(work, epochs=2)), "--resume", str(work)])  # a config edited by hand
+    err = capsys.readouterr().err
+    assert code == 1 and "was trained with other settings: model.num_classes 8 -> 10" in err
+
+
+def test_resume_continues_with_the_runs_own_config_and_lr(tiny_recipe, tmp_path, capsys):
+    from temporalshift.engine.train import train
+
+    work = tmp_path / "run"
+    recipe = tiny_recipe(work, epochs=1)  # lr 0.05 for a batch of 8: 0.025 for 4
+    assert main(["train", str(recipe), "--auto-scale-lr", "--set", "data.batch_size=4"]) == 0
+    capsys.readouterr()
+    # the command line of the README: neither the batch size nor --auto-scale-lr repeated
+    assert main(["train", str(recipe), "--resume", str(work), "--set", "schedule.epochs=2", "data.workers=0"]) == 0
+    out = capsys.readouterr().out
+    assert "total batch 4, lr 0.025," in out and "epoch 2/2" in out
+    state = load_training_state(work / "epoch_002.pt")
+    assert state["base_lr"] == 0.025 and state["auto_scale_lr"] and len(state["rng_per_rank"]) == 1
+    assert main(["train", str(recipe), "--resume", str(work), "--set", "optim.lr=1"]) == 1
+    assert "cannot change optim.lr" in capsys.readouterr().err
+    assert main(["train", str(recipe), "--resume", str(work), "--work-dir", str(tmp_path / "x")]) == 2
+    with pytest.raises(ValueError, match="other settings: data.batch_size 4 -> 8; optim.lr 0.05 -> 0.5"):
+        train(load_config(recipe, ["optim.lr=0.5"]), resume=work)
+
+
+def test_a_fresh_run_replaces_logs_of_one_that_saved_nothing_and_takes_paths_as_given(tiny_recipe, tmp_path, capsys):
+    work = tmp_path / "exp #2"  # YAML would read '#' as a comment: the folder is named as given
+    (work / "tensorboard").mkdir(parents=True)
+    (work / "log.jsonl").write_text('{"kind": "train", "epoch": 0, "step": 4, "loss": 9.9}\n{"kind": "tr')
+    assert main(["train", str(tiny_recipe(tmp_path / "elsewhere", epochs=1)), "--work-dir", str(work)]) == 0
+    assert "held the logs of a run that saved no checkpoint" in capsys.readouterr().out
+    records = read_log(work / "log.jsonl")
+    assert records and all(r.get("loss") != 9.9 for r in records) and (work / "epoch_001.pt").is_file()
+    with open(work / "log.jsonl", "a") as f:  # a crash mid-append tears the last line
+        f.write('\n{"kind": "train", "ep')
+    assert main(["train", str(tiny_recipe(tmp_path / "elsewhere", epochs=1)), "--resume", str(work),
+                 "--set", "schedule.epochs=2"]) == 0  # fmt: skip
+    assert [r["epoch"] for r in read_log(work / "log.jsonl") if r["kind"] == "epoch"] == [0, 1]
+
+
+def test_fine_tuning_from_a_checkpoint_of_another_width_names_a_key(tiny_recipe, tmp_path):
+    from temporalshift.engine.train import load_for_finetuning
+
+    work = tmp_path / "w8"
+    assert main(["train", str(tiny_recipe(work, epochs=1))]) == 0
+    wider = ts.create_model("tsm_r50_1x1x8_k400", num_classes=8, backbone="resnet18", width=16, num_segments=4)
+    with pytest.raises(ValueError, match=r"another width or backbone\?\): backbone.conv1.weight is \(8, 3, 7, 7\)"):
+        load_for_finetuning(wider, str(work / "epoch_001.pt"))
+
+
+def test_a_failed_checkpoint_write_says_so_in_one_line(tmp_path, monkeypatch):
+    from temporalshift.engine.checkpoint import save_atomic
+
+    def disk_full(*_a, **_k):
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 864704 vs 864592")
+
+    (tmp_path / "epoch_001.pt").write_bytes(b"the previous one")
+    monkeypatch.setattr(torch, "save", disk_full)
+    with pytest.raises(OSError, match=r"could not write .*epoch_001.pt \(the write failed; \d+ MB free there\); the"):
+        save_atomic({"x": 1}, tmp_path / "epoch_001.pt")
+    assert (tmp_path / "epoch_001.pt").read_bytes() == b"the previous one" and len(list(tmp_path.iterdir())) == 1
 
 
 @pytest.mark.parametrize(

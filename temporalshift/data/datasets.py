@@ -221,7 +221,9 @@ class VideoDataset(Dataset):
         self.backend = backend
         self.frame_template = frame_template
         self.seed = seed
-        self.epoch = 0
+        # in shared memory: DataLoader workers (persistent ones too) hold a copy of the dataset made
+        # when they started, and must still see every later set_epoch
+        self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
         self.bad = bad_log or BadVideoLog()
         self.max_replacements = max_replacements
         self._fail_fast()
@@ -245,9 +247,14 @@ class VideoDataset(Dataset):
         if missing:
             log.warning("%d of %d videos are missing or empty; they will be skipped", missing, len(self.records))
 
+    @property
+    def epoch(self) -> int:
+        return int(self._epoch)
+
     def set_epoch(self, epoch: int) -> None:
-        """New augmentation draws each epoch (call before iterating, as with DistributedSampler)."""
-        self.epoch = epoch
+        """New augmentation draws each epoch (call before iterating, as with DistributedSampler);
+        reaches the loader's worker processes, persistent or not."""
+        self._epoch.fill_(epoch)
 
     def __len__(self) -> int:
         return len(self.records)

@@ -27,7 +27,8 @@ def write_video(
     pts: Iterable[int] | None = None,
     time_base: Fraction | None = None,
 ) -> int:
-    """Encode uint8 RGB frames ``(H, W, 3)`` to ``path`` atomically; returns the frame count.
+    """Encode uint8 RGB frames ``(H, W, 3)`` to ``path`` atomically (odd sides padded to even for
+    4:2:0 chroma); returns the frame count.
 
     Args:
         fps: nominal frame rate.
@@ -55,7 +56,8 @@ def write_video(
             for frame in frames:
                 if stream is None:
                     stream = container.add_stream(codec, rate=rate)
-                    stream.height, stream.width = frame.shape[:2]
+                    # 4:2:0 chroma needs even sides: an odd one gains a copy of the last row/column
+                    stream.height, stream.width = (side + side % 2 for side in frame.shape[:2])
                     stream.pix_fmt = "yuv420p"
                     if codec == "libx264":
                         stream.options = {"crf": str(crf)}
@@ -68,6 +70,9 @@ def write_video(
                     if pts_iter is not None:
                         # The muxer picks the stream's own time base; the encoder takes ours.
                         stream.codec_context.time_base = time_base or Fraction(1, 1000)
+                if frame.shape[:2] != (stream.height, stream.width):  # odd sides padded (see below)
+                    frame = np.pad(frame, ((0, stream.height - frame.shape[0]), (0, stream.width - frame.shape[1]),
+                                           (0, 0)), mode="edge")  # fmt: skip
                 vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
                 if pts_iter is not None:
                     vf.pts = next(pts_iter)

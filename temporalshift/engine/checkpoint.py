@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import random
 import re
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +23,16 @@ def save_atomic(obj: Any, path: str | os.PathLike[str]) -> None:
 
     A crash at any moment leaves either the old file or the new one, never half of one.
     """
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        torch.save(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
+    try:
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+    except (OSError, RuntimeError) as exc:  # torch.save reports a full disk as a RuntimeError of its zip writer
+        free = shutil.disk_usage(Path(path).parent).free if Path(path).parent.is_dir() else None
+        space = f"; {free / 2**20:.0f} MB free there" if free is not None else ""
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "the write failed"
+        raise OSError(f"could not write {path} ({reason}{space}); the previous file, if any, is intact") from None
 
 
 def rng_state() -> dict[str, Any]:

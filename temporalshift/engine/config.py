@@ -21,6 +21,8 @@ from typing import Any
 import yaml
 
 from temporalshift.atomic import atomic_path
+from temporalshift.data.decode import BACKENDS
+from temporalshift.data.transforms import TEST_CROPS
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
@@ -164,6 +166,10 @@ def _convert(value: Any, tp: Any, where: str) -> Any:
         raise ValueError(f"{where}: expected true/false, got {value!r}")
     if tp is Any:
         return value
+    if value is None:  # an empty ``--set key=``: nothing, for a text field (e.g. no validation list)
+        if tp is str:
+            return ""
+        raise ValueError(f"{where}: expected {tp.__name__}, got nothing")
     try:
         if tp is int and isinstance(value, float) and not value.is_integer():
             raise ValueError
@@ -218,6 +224,37 @@ def _check_ranges(cfg: Config) -> None:
         raise ValueError(f"data.scales must be a non-empty list of crop fractions in (0, 1], got {cfg.data.scales}")
     if cfg.data.workers < 0:
         raise ValueError(f"data.workers must be 0 or more, got {cfg.data.workers}")
+    o, sch, d, rt = cfg.optim, cfg.schedule, cfg.data, cfg.runtime
+    at_least = {  # (value, lowest allowed): a negative one would turn training upside down silently
+        "optim.ref_batch_size": (o.ref_batch_size, 1), "optim.weight_decay": (o.weight_decay, 0),
+        "optim.fc_lr_mult": (o.fc_lr_mult, 0), "optim.fc_bias_lr_mult": (o.fc_bias_lr_mult, 0),
+        "optim.clip_grad": (o.clip_grad, 0), "schedule.warmup_epochs": (sch.warmup_epochs, 0),
+        "schedule.min_lr": (sch.min_lr, 0), "runtime.threads": (rt.threads, 1),
+        "runtime.keep_checkpoints": (rt.keep_checkpoints, 0), "data.resize_short": (d.resize_short, 1),
+    }  # fmt: skip
+    for key, (value, low) in at_least.items():
+        if value is not None and not value >= low:
+            raise ValueError(f"{key} must be at least {low}, got {value}")
+    within = {  # (value, low, high, high included)
+        "optim.momentum": (o.momentum, 0, 1, False), "optim.label_smoothing": (o.label_smoothing, 0, 1, False),
+        "data.flip": (d.flip, 0, 1, True), "schedule.warmup_factor": (sch.warmup_factor, 0, 1, True),
+    }  # fmt: skip
+    for key, (value, low, high, closed) in within.items():
+        if not (low <= value <= high if closed else low <= value < high):
+            raise ValueError(f"{key} must be in [{low}, {high}{']' if closed else ')'}, got {value}")
+    if not sch.gamma > 0:
+        raise ValueError(f"schedule.gamma must be above 0 (the factor at each milestone), got {sch.gamma}")
+    choices = {
+        "runtime.device": (rt.device, ("auto", "cpu", "cuda")), "runtime.amp": (rt.amp, ("none", "bf16", "fp16")),
+        "runtime.average": (rt.average, ("prob", "score")),
+        "data.train_crop": (d.train_crop, ("multiscale", "random_resized", "center")),
+        "data.val_crops": (d.val_crops, TEST_CROPS), "data.test_crops": (d.test_crops, (None, *TEST_CROPS)),
+        "data.backend": (d.backend, BACKENDS), "data.dataset": (d.dataset, ("list", "moving_digits")),
+    }  # fmt: skip
+    for key, (value, allowed) in choices.items():
+        if value not in allowed:
+            shown = ", ".join(a for a in allowed if a is not None)
+            raise ValueError(f"{key} must be one of {shown}, got {value!r}")
 
 
 def resolve_config_path(name_or_path: str | os.PathLike[str]) -> Path:

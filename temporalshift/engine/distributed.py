@@ -26,6 +26,11 @@ class DistInfo:
         return self.world_size > 1
 
 
+def is_main_process() -> bool:
+    """Rank 0 of a ``torchrun`` launch, or a process alone: the one that prints results."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def pick_device(preference: str, local_rank: int = 0) -> torch.device:
     """``auto``: the GPU when there is one, else the CPU."""
     if preference == "cpu" or (preference == "auto" and not torch.cuda.is_available()):

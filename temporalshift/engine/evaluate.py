@@ -35,6 +35,7 @@ class EvalResult:
     labels: np.ndarray = field(repr=False)
     indices: np.ndarray = field(repr=False)
     skipped: dict[str, str] = field(default_factory=dict)
+    dump_error: str | None = None  # why run_test's --dump could not be written (the results stand)
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -162,6 +163,9 @@ def check_dump_path(path: Path) -> None:
         raise ValueError(f"--dump must end in .json or .pkl, got {path.name}")
     if path.is_dir():
         raise ValueError(f"--dump {path} is a folder; name a .json or .pkl file")
+    folder = next((p for p in path.absolute().parents if p.exists()), None)  # the folder, or what will hold it
+    if folder is not None and not os.access(folder, os.W_OK):
+        raise ValueError(f"--dump {path} cannot be written: {folder} is not writable")
 
 
 def dump_results(
@@ -223,7 +227,10 @@ def run_test(
             model, loader, info, model.num_classes, cfg.runtime.average, cfg.runtime.amp, cfg.runtime.progress
         )
         if dump and info.is_main:
-            dump_results(result, dump, dataset, class_names(cfg))
+            try:  # a full disk now must not cost the evaluation: the caller reports both
+                dump_results(result, dump, dataset, class_names(cfg))
+            except OSError as exc:
+                result.dump_error = f"the per-video scores could not be written to {dump} ({exc.strerror or exc})"
         return result
     finally:
         cleanup(info)

@@ -16,7 +16,15 @@ log = logging.getLogger("temporalshift.engine")
 class RunLog:
     """Appends records to ``log.jsonl`` and mirrors scalars to TensorBoard (main process only)."""
 
-    def __init__(self, work_dir: str | os.PathLike[str], enabled: bool = True, tensorboard: bool = True) -> None:
+    def __init__(
+        self,
+        work_dir: str | os.PathLike[str],
+        enabled: bool = True,
+        tensorboard: bool = True,
+        purge_step: int | None = None,
+    ) -> None:
+        """``purge_step``: on resume, the first step to log again (TensorBoard drops what an
+        interrupted run logged from there on, so no step appears twice)."""
         self.path = Path(work_dir) / "log.jsonl"
         self.enabled = enabled
         self.writer = None
@@ -24,7 +32,7 @@ class RunLog:
             try:
                 from torch.utils.tensorboard import SummaryWriter
 
-                self.writer = SummaryWriter(str(Path(work_dir) / "tensorboard"))
+                self.writer = SummaryWriter(str(Path(work_dir) / "tensorboard"), purge_step=purge_step)
             except ImportError:
                 log.warning("tensorboard is not installed: no TensorBoard logs (pip install tensorboard)")
 
@@ -43,7 +51,7 @@ class RunLog:
         """On resume: drop records of epochs that did not finish, so the curve continues cleanly."""
         if not self.enabled or not self.path.exists():
             return
-        keep = [line for line in self.path.read_text().splitlines() if json.loads(line).get("epoch", 0) < epoch]
+        keep = [line for line, record in _records(self.path) if record.get("epoch", 0) < epoch]
         write_text_atomic(self.path, "".join(line + "\n" for line in keep))
 
     def close(self) -> None:
@@ -51,8 +59,21 @@ class RunLog:
             self.writer.close()
 
 
+def _records(path: Path) -> list[tuple[str, dict[str, Any]]]:
+    """``(line, record)`` of every whole record; a line torn by a crash mid-append (or blank) is left out."""
+    out = []
+    for line in path.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict):
+            out.append((line, record))
+    return out
+
+
 def read_log(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+    return [record for _, record in _records(Path(path))]
 
 
 def plot_curves(log_path: str | os.PathLike[str], png_path: str | os.PathLike[str], title: str = "") -> Path | None:

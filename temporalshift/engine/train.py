@@ -37,7 +37,14 @@ from temporalshift.engine.checkpoint import (
 )
 from temporalshift.engine.config import Config, save_config
 from temporalshift.engine.data import build_loaders, check_labels, ensure_builtin_data
-from temporalshift.engine.distributed import DistInfo, barrier, cleanup, init_distributed, mean_across
+from temporalshift.engine.distributed import (
+    DistInfo,
+    all_gather_objects,
+    barrier,
+    cleanup,
+    init_distributed,
+    mean_across,
+)
 from temporalshift.engine.evaluate import _autocast, evaluate
 from temporalshift.engine.logs import RunLog, plot_curves
 from temporalshift.engine.optim import build_optimizer, lr_factor, set_lr
@@ -73,6 +80,11 @@ def load_for_finetuning(model: Recognizer, path: str) -> None:
     head = [k for k in state if k.startswith("head.fc.") and k in own and state[k].shape != own[k].shape]
     for k in head:
         del state[k]
+    misfits = [f"{k} is {tuple(v.shape)} there, {tuple(own[k].shape)} here" for k, v in state.items()
+               if k in own and v.shape != own[k].shape]  # fmt: skip
+    if misfits:
+        raise ValueError(f"{path} does not fit {type(model).__name__} (another width or backbone?): {misfits[0]}"
+                         + (f" (and {len(misfits) - 1} more)" if len(misfits) > 1 else ""))  # fmt: skip
     missing, unexpected = model.load_state_dict(state, strict=False)
     wrong = [k for k in missing if not (head and k.startswith("head.fc."))]
     if wrong or unexpected:
@@ -93,6 +105,58 @@ def _last_readable_state(work_dir: Path) -> dict[str, Any]:
             then = f"; resuming from {found[i - 1].name} instead" if i else ""
             print(f"warning: {exc}{then}", file=sys.stderr, flush=True)
     raise ValueError(f"no epoch checkpoint in {work_dir} can be read")
+
+
+# What a resumed run may change: how it runs, not what it learns (and the epochs, to train longer).
+RESUMABLE = frozenset({
+    "schedule.epochs", "data.workers", "runtime.work_dir", "runtime.threads", "runtime.progress", "runtime.log_every",
+    "runtime.tensorboard", "runtime.keep_checkpoints", "runtime.val_every", "runtime.device",
+})  # fmt: skip
+
+
+def _flat(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict) and key != "overrides":
+            out |= _flat(value, f"{prefix}{key}.")
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def resume_config(run_dir: str | Path, recipe: str | None = None, overrides: list[str] | None = None) -> Config:
+    """The config a run in ``run_dir`` was started with (its ``config.yaml``), with ``overrides``
+    of the settings a resumed run may change (:data:`RESUMABLE`); ``recipe`` must name the same model."""
+    from temporalshift.engine.config import apply_overrides, load_config
+
+    saved = Path(run_dir) / "config.yaml"
+    if not saved.is_file():
+        raise FileNotFoundError(f"nothing to resume in {run_dir}: no config.yaml (was a run started there?)")
+    cfg = load_config(saved)
+    if recipe is not None and (named := load_config(recipe).model.name) != cfg.model.name:
+        raise ValueError(f"{run_dir} is a run of {cfg.model.name}, not of {named}")
+    fixed = [
+        item.partition("=")[0].strip() for item in overrides or [] if item.partition("=")[0].strip() not in RESUMABLE
+    ]
+    if fixed:
+        raise ValueError(
+            f"--resume continues {run_dir} as it was started; it cannot change {', '.join(fixed)} "
+            f"(only {', '.join(sorted(RESUMABLE))}): train into a new folder to change them"
+        )
+    return apply_overrides(cfg, overrides or [])
+
+
+def _check_same_run(cfg: Config, state: dict[str, Any], work_dir: Path) -> None:
+    """Refuse to resume a run with settings that change what it learns."""
+    if not state.get("config"):
+        return
+    ours, theirs = _flat(cfg.to_dict()), _flat(state["config"])
+    changed = [f"{k} {theirs.get(k)!r} -> {v!r}" for k, v in ours.items() if k not in RESUMABLE and theirs.get(k) != v]
+    if changed:
+        raise ValueError(
+            f"{work_dir} was trained with other settings: {'; '.join(changed[:4])}"
+            f"{' ...' if len(changed) > 4 else ''}; resume it with its own config (tsm train RECIPE --resume DIR)"
+        )
 
 
 def _work_dir(cfg: Config) -> Path:
@@ -140,6 +204,9 @@ def _train(cfg: Config, info: DistInfo, resume: str | Path | None, auto_scale_lr
     state = None
     if resume:
         state = _last_readable_state(work_dir)
+        _check_same_run(cfg, state, work_dir)
+        if auto_scale_lr and not state.get("auto_scale_lr", auto_scale_lr):
+            raise ValueError(f"{work_dir} was trained without --auto-scale-lr: resuming with it would change its lr")
     elif earlier := epoch_checkpoints(work_dir):
         raise ValueError(
             f"{work_dir} already holds a run ({earlier[-1].name}); continue it with "
@@ -147,6 +214,8 @@ def _train(cfg: Config, info: DistInfo, resume: str | Path | None, auto_scale_lr
         )
     if info.is_main:
         work_dir.mkdir(parents=True, exist_ok=True)
+        if state is None:
+            _clear_unfinished_run(work_dir)
     _seed_everything(rt.seed + info.rank, rt.deterministic)
 
     model = build_model(cfg)
@@ -170,6 +239,9 @@ def _train(cfg: Config, info: DistInfo, resume: str | Path | None, auto_scale_lr
 
     total_batch = cfg.data.batch_size * info.world_size * cfg.optim.accumulate
     lr = cfg.optim.lr * (total_batch / cfg.optim.ref_batch_size if auto_scale_lr else 1.0)
+    if state is not None and "base_lr" in state:
+        lr = state["base_lr"]  # the run's own (scaled or not), whatever this command line says
+        auto_scale_lr = state["auto_scale_lr"]
     optimizer = build_optimizer(model, cfg.optim, lr)
     scaler = torch.amp.GradScaler("cuda", enabled=rt.amp == "fp16")
     start_epoch, best, history = 0, None, []
@@ -178,7 +250,7 @@ def _train(cfg: Config, info: DistInfo, resume: str | Path | None, auto_scale_lr
         optimizer.load_state_dict(state["optimizer"])
         scaler.load_state_dict(state["scaler"])
         start_epoch, best, history = state["epoch"] + 1, state["best_top1"], state["history"]
-        set_rng_state(state["rng"])
+        _restore_rng(state, info)
     if info.is_main:  # only now: a run that cannot start (or resume) leaves its folder's config as it was
         save_config(cfg, work_dir / "config.yaml")
     net: nn.Module = model
@@ -187,10 +259,11 @@ def _train(cfg: Config, info: DistInfo, resume: str | Path | None, auto_scale_lr
     if rt.compile:
         net = torch.compile(net)
 
-    log = RunLog(work_dir, enabled=info.is_main, tensorboard=rt.tensorboard)
+    steps_per_epoch = len(loaders.train)
+    log = RunLog(work_dir, enabled=info.is_main, tensorboard=rt.tensorboard,
+                 purge_step=start_epoch * steps_per_epoch + 1 if state is not None else None)  # fmt: skip
     if state is not None:
         log.truncate_after(start_epoch)
-    steps_per_epoch = len(loaders.train)
     if steps_per_epoch == 0:
         raise ValueError(
             f"the training set ({len(loaders.train_set)} videos) is smaller than one batch "
@@ -217,6 +290,7 @@ def _train(cfg: Config, info: DistInfo, resume: str | Path | None, auto_scale_lr
             best = val.top1
         record["best_top1"] = best
         history.append(record)
+        rngs = all_gather_objects(rng_state(), info)  # each rank's own, for an exact resume
         if info.is_main:
             log.write(record, step=epoch + 1)
             print(_epoch_line(record, cfg.schedule.epochs), flush=True)
@@ -230,7 +304,10 @@ def _train(cfg: Config, info: DistInfo, resume: str | Path | None, auto_scale_lr
                 "epoch": epoch,
                 "best_top1": best,
                 "history": history,
-                "rng": rng_state(),
+                "rng": rngs[0],
+                "rng_per_rank": rngs,
+                "base_lr": lr,
+                "auto_scale_lr": auto_scale_lr,
                 "config": cfg.to_dict(),
                 "model_name": cfg.model.name,
             }
@@ -254,6 +331,29 @@ def _train(cfg: Config, info: DistInfo, resume: str | Path | None, auto_scale_lr
         history=history,
         seconds=time.time() - start_time,
     )
+
+
+def _restore_rng(state: dict[str, Any], info: DistInfo) -> None:
+    """Each rank's own generator states; a run resumed on another number of processes continues
+    from freshly seeded ones (its data shards differ anyway, so it cannot repeat the run exactly)."""
+    per_rank = state.get("rng_per_rank") or [state["rng"]]
+    if len(per_rank) == info.world_size:
+        set_rng_state(per_rank[info.rank])
+    elif info.is_main:
+        print(f"warning: the run was trained on {len(per_rank)} process(es), this is {info.world_size}: "
+              "it continues, but not exactly as it would have", file=sys.stderr, flush=True)  # fmt: skip
+
+
+def _clear_unfinished_run(work_dir: Path) -> None:
+    """Logs of a run that died before its first checkpoint: nothing can resume them, and a new
+    run's records would be mixed in."""
+    import shutil
+
+    stale = [p for p in (work_dir / "log.jsonl", work_dir / "tensorboard") if p.exists()]
+    for p in stale:
+        shutil.rmtree(p) if p.is_dir() else p.unlink()
+    if stale:
+        print(f"note: {work_dir} held the logs of a run that saved no checkpoint; they were replaced", flush=True)
 
 
 def _train_epoch(

@@ -239,6 +239,14 @@ def _torchvision(sd: dict[str, Tensor]) -> Converted:
 
 def convert(sd: dict[str, Tensor], layout: str | None = None) -> Converted:
     """Map a state dict of any known layout onto ours (detecting the layout unless given)."""
+    wrapped = ("module.base_model.", "module.new_fc.")  # the authors' own prefix, kept for their layout
+    if (
+        layout is None
+        and sd
+        and all(k.startswith("module.") for k in sd)
+        and not any(k.startswith(wrapped) for k in sd)
+    ):
+        sd = {k.removeprefix("module."): v for k, v in sd.items()}  # saved from DataParallel / DDP
     layout = layout or detect_layout(list(sd))
     if layout == "temporalshift":
         return Converted("temporalshift", dict(sd))
@@ -290,6 +298,8 @@ def hints_from_filename(name: str) -> dict[str, Any]:
 
     >>> hints_from_filename("TSM_kinetics_RGB_resnet50_shift8_blockres_avg_segment8_e50.pth")
     {'num_segments': 8, 'shift_div': 8, 'shift_place': 'blockres', 'dataset': 'kinetics400'}
+    >>> hints_from_filename("TSM_something_RGB_resnet50_shift8_blockres_avg_segment8_e45.pth")["dataset"]
+    'sthv1'
     """
     low = name.lower()
     hints: dict[str, Any] = {}
@@ -311,10 +321,12 @@ def hints_from_filename(name: str) -> dict[str, Any]:
         hints["non_local"] = "gaussian"
     if "kinetics" in low or "k400" in low:
         hints["dataset"] = "kinetics400"
-    elif "something" in low or "sthv2" in low:
+    elif re.search(r"something[-_]?v2|sthv2|ssv2", low):
         hints["dataset"] = "sthv2"
-    elif "sthv1" in low:
+    elif "something" in low or "sthv1" in low:  # the authors' "something" files are V1 ("somethingv2": V2)
         hints["dataset"] = "sthv1"
+    elif "jester" in low:
+        hints["dataset"] = "jester"
     return hints
 
 

@@ -58,7 +58,11 @@ def download(url: str, dest_dir: str | os.PathLike[str] | None = None, progress:
     dest_dir = Path(dest_dir) if dest_dir else cache_dir() / "checkpoints"
     name = url.rstrip("/").rsplit("/", 1)[-1]
     dest = dest_dir / name
-    if dest.is_file():
+    expected = sha256_prefix(name)
+    if dest.is_file():  # downloaded before, or put there by hand: checked all the same
+        if expected and not _sha256(dest).startswith(expected):
+            raise OSError(f"{dest}: its sha256 does not start with {expected}, as its name says; "
+                          "it is not the published file (delete it, or pass it as checkpoint=PATH)")  # fmt: skip
         return dest
     with atomic_path(dest) as tmp:  # a failed or refused download leaves nothing behind
         try:
@@ -81,7 +85,6 @@ def download(url: str, dest_dir: str | os.PathLike[str] | None = None, progress:
                 f"cannot download {url} ({reason}); download it by hand and put it at {dest} "
                 f"(or pass checkpoint=PATH / --checkpoint PATH)"
             ) from None
-        expected = sha256_prefix(name)
         if expected and not _sha256(tmp).startswith(expected):
             raise OSError(f"{url}: the download's sha256 does not start with {expected}; refusing it")
     return dest

@@ -38,6 +38,7 @@ class Recognised:
     notes: list[str]
     # what the file does not say and we had to assume (load_checkpoint warns about each)
     assumptions: list[str] = dataclasses.field(default_factory=list)
+    exact: bool = False  # our own file: model_name and overrides are what it was built as
 
     def describe(self) -> str:
         changes = ", ".join(f"{k}={v}" for k, v in self.overrides.items())
@@ -86,7 +87,7 @@ def recognise(path: str | os.PathLike[str]) -> Recognised:
             if config["model"].get("num_classes") is not None:
                 overrides["num_classes"] = config["model"]["num_classes"]
         sd = extract_state_dict(obj)
-        return Recognised(path, "temporalshift", sd, obj["model_name"], overrides, [])
+        return Recognised(path, "temporalshift", sd, obj["model_name"], overrides, [], exact=True)
     converted = convert(extract_state_dict(obj))
     if converted.layout == "temporalshift":
         arch = infer_architecture(converted.state_dict)
@@ -115,6 +116,10 @@ def recognise(path: str | os.PathLike[str]) -> Recognised:
         for k in _ARCH_FIELDS
         if k in arch and getattr(spec, k) != arch[k] and not (k == "width" and arch[k] == 64)
     }
+    if overrides.get("sampling") == "dense" and spec.twice_sample:  # the dense protocol: 10 clips, no twice-sample
+        overrides.update(twice_sample=False, test_clips=ZOO["tsm_r50_dense_1x1x8_k400"].test_clips)
+    if arch.get("dataset") and arch["dataset"] != spec.labels:  # e.g. the authors' Jester online model
+        overrides["labels"] = arch["dataset"]
     assumptions = []
     if converted.layout in ("authors", "mmaction2") and "num_segments" not in hints_from_filename(path.name):
         assumptions.append(f"the file does not say its number of segments: assuming {spec.num_segments}")
@@ -128,14 +133,30 @@ def recognise(path: str | os.PathLike[str]) -> Recognised:
     return Recognised(path, converted.layout, converted.state_dict, name, overrides, list(converted.notes), assumptions)
 
 
+# What our own files record exactly and the keys cannot show (a shift has no parameters). The
+# number of segments may differ: the weights do not depend on it (testing with more frames is legitimate).
+_EXACT_FIELDS = ("backbone", "width", "non_local", "shift_div", "shift_place", "shift_every", "shift_segments",
+                 "shift_direction", "shift_padding", "temporal_pool")  # fmt: skip
+
+
 def _check_compatible(model: Recognizer, found: Recognised) -> None:
     """Refuse a file whose shift settings contradict the model (the keys alone would load)."""
     spec = getattr(model, "spec", None)
-    if spec is None or found.layout in ("temporalshift", "torchvision"):
+    if spec is None or found.layout == "torchvision" or (found.layout == "temporalshift" and not found.exact):
         return
     from temporalshift.models.zoo import ZOO
 
     wanted = dataclasses.replace(ZOO[found.model_name], **found.overrides)
+    if found.exact:
+        problems = [f"{f}={getattr(wanted, f)!r} in the file, {getattr(spec, f)!r} in the model"
+                    for f in _EXACT_FIELDS if getattr(wanted, f) != getattr(spec, f)]  # fmt: skip
+        if problems:
+            raise ValueError(
+                f"{found.path.name} was built as {found.describe().split('-> ')[1]}, which does not fit the model: "
+                + "; ".join(problems)
+                + " (build the model with the file's settings, or leave the model name out)"
+            )
+        return
     problems = []
     for field in ("num_segments", "shift_place", "temporal_pool", "shift_direction"):
         if field in found.overrides or field in hints_from_filename(found.path.name):
