@@ -22,7 +22,7 @@ from __future__ import annotations
 import bisect
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -146,28 +146,41 @@ class PyAVReader(_ReaderBase):
         self._next = 0  # index of the frame the decoder produces next (-1: unknown)
 
     def _index_packets(self) -> None:
-        import av
 
         pts, keys = [], []
-        try:
-            for packet in self._container.demux(self._stream):
-                if packet.size == 0 or packet.pts is None:
-                    continue
-                pts.append(packet.pts)
-                if packet.is_keyframe:
-                    keys.append(packet.pts)
-        except av.error.FFmpegError as exc:
-            if not pts:
-                raise VideoDecodeError(self.path, f"cannot read packets ({_short(exc)})") from None
-            self.damage = f"unreadable after frame {len(pts)} ({_short(exc)}), the rest is lost"
-        if not pts:
-            raise VideoDecodeError(self.path, "no video frames")
+
+        def take(packet) -> bool:
+            if packet.size == 0 or packet.pts is None:
+                return False
+            pts.append(packet.pts)
+            if packet.is_keyframe:
+                keys.append(packet.pts)
+            return True
+
+        self._count_until_damage(self._container.demux(self._stream), take, "cannot read packets", "unreadable")
         self._pts = sorted(set(pts))
         self._pos_of_pts = {p: i for i, p in enumerate(self._pts)}
         # Keyframe positions in presentation order; frame 0 is always a valid restart point.
         self._keyframes = sorted({0, *(self._pos_of_pts[k] for k in keys)})
         self._check_length()
         self._container.seek(0, stream=self._stream)
+
+    def _count_until_damage(self, items: Iterator, take: Callable[[object], bool], failing: str, lost: str) -> int:
+        """Run through a file's packets or frames, counting those ``take`` keeps. A file that
+        breaks after some of them is marked damaged and keeps what came before."""
+        import av
+
+        count = 0
+        try:
+            for item in items:
+                count += take(item)
+        except av.error.FFmpegError as exc:
+            if not count:
+                raise VideoDecodeError(self.path, f"{failing} ({_short(exc)})") from None
+            self.damage = f"{lost} after frame {count} ({_short(exc)}), the rest is lost"
+        if not count:
+            raise VideoDecodeError(self.path, "no video frames")
+        return count
 
     def _header_seconds(self) -> float | None:
         """The video's duration as the header states it: the stream's own, else the container's
@@ -194,18 +207,8 @@ class PyAVReader(_ReaderBase):
 
     def _count_decoded_frames(self) -> None:
         """The frame count of a container without a reliable timestamp index: decode them all once."""
-        import av
-
-        count = 0
-        try:
-            for _ in self._container.decode(self._stream):
-                count += 1
-        except av.error.FFmpegError as exc:
-            if not count:
-                raise VideoDecodeError(self.path, f"cannot decode ({_short(exc)})") from None
-            self.damage = f"undecodable after frame {count} ({_short(exc)}), the rest is lost"
-        if not count:
-            raise VideoDecodeError(self.path, "no video frames")
+        count = self._count_until_damage(self._container.decode(self._stream), lambda _: True, "cannot decode",
+                                         "undecodable")  # fmt: skip
         self._pts = list(range(count))  # positions stand in for timestamps: only len() reads them
         self._pos_of_pts, self._keyframes = {}, [0]
         self._container.seek(0, stream=self._stream)
