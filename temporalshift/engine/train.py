@@ -15,7 +15,7 @@ import math
 import sys
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -218,7 +218,8 @@ def _train(cfg: Config, info: DistInfo, resume: str | Path | None, auto_scale_lr
             _clear_unfinished_run(work_dir)
     _seed_everything(rt.seed + info.rank, rt.deterministic)
 
-    model = build_model(cfg)
+    # resuming: the weights come from the checkpoint (the fine-tuning source may be gone by now)
+    model = build_model(cfg if state is None else replace(cfg, model=replace(cfg.model, load_from=None)))
     spec = model.spec
     frames = cfg.data.sampling
     if frames is not None:
